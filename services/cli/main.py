@@ -1,0 +1,292 @@
+"""`faceflow`: the command line over the services (an ephemeral local stack when no address is given)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from faceflow.v1 import orchestrator_pb2, orchestrator_pb2_grpc, storage_pb2, storage_pb2_grpc
+
+from services.cli import render
+from services.cli.stack import ORDER, LocalStack
+from services.common import errors
+from services.common.grpc_errors import from_rpc_error, translate_rpc_errors
+from services.common.server import CHANNEL_OPTIONS
+
+EXIT_USER_ERROR = 2  # bad input: the user can fix it
+EXIT_FAILURE = 1
+
+
+@dataclass
+class Session:
+    orchestrator: orchestrator_pb2_grpc.OrchestratorServiceStub
+    storage: storage_pb2_grpc.StorageServiceStub
+    data_root: Path | None
+
+
+def _data_root(args: argparse.Namespace) -> Path:
+    return Path(args.data_root or os.environ.get("FACEFLOW_DATA_ROOT") or "data").resolve()
+
+
+@contextmanager
+def session(args: argparse.Namespace, services: tuple[str, ...] = ORDER) -> Iterator[Session]:
+    """Use the services at FACEFLOW_ORCHESTRATOR_ADDR / FACEFLOW_STORAGE_ADDR, or start a local stack."""
+    orchestrator_addr = getattr(args, "orchestrator", None) or os.environ.get("FACEFLOW_ORCHESTRATOR_ADDR")
+    storage_addr = os.environ.get("FACEFLOW_STORAGE_ADDR")
+    if orchestrator_addr and storage_addr:
+        with (
+            grpc.insecure_channel(orchestrator_addr, CHANNEL_OPTIONS) as o,
+            grpc.insecure_channel(storage_addr, CHANNEL_OPTIONS) as s,
+        ):
+            yield Session(
+                orchestrator_pb2_grpc.OrchestratorServiceStub(o), storage_pb2_grpc.StorageServiceStub(s), None
+            )
+        return
+    data_root = _data_root(args)
+    render.status(f"starting a local stack ({', '.join(services)}) on 127.0.0.1, data root {data_root}")
+    with LocalStack(data_root, services) as stack:
+        orch = stack.address("orchestrator") if "orchestrator" in services else stack.address("storage")
+        with (
+            grpc.insecure_channel(orch, CHANNEL_OPTIONS) as o,
+            grpc.insecure_channel(stack.address("storage"), CHANNEL_OPTIONS) as s,
+        ):
+            yield Session(
+                orchestrator_pb2_grpc.OrchestratorServiceStub(o), storage_pb2_grpc.StorageServiceStub(s), data_root
+            )
+
+
+# ---- commands -------------------------------------------------------------------------------------
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    with LocalStack(_data_root(args)) as stack:
+        for name in ORDER:
+            p = stack.processes[name]
+            print(f"{name:<13} {p.address:<22} metrics http://{stack.host}:{p.metrics_port}/metrics")
+        print(
+            f"export FACEFLOW_ORCHESTRATOR_ADDR={stack.address('orchestrator')} "
+            f"FACEFLOW_STORAGE_ADDR={stack.address('storage')}"
+        )
+        print("faceflow is up; Ctrl-C stops every service", flush=True)
+        stop.wait()
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    options = orchestrator_pb2.RunOptions(
+        stride=args.stride,
+        tracker=args.tracker,
+        detector=args.detector,
+        show_id=args.show,
+        det_score_threshold=args.det_threshold,
+    )
+    with session(args) as s:
+        if args.video:
+            with translate_rpc_errors("orchestrator"):
+                s.orchestrator.CreateEpisode(
+                    storage_pb2.CreateEpisodeRequest(
+                        ep_id=args.episode,
+                        source_path=str(Path(args.video).resolve()),
+                        show_id=args.show,
+                        replace_video=args.replace_video,
+                    )
+                )
+        request = orchestrator_pb2.SubmitJobRequest(
+            ep_id=args.episode, options=options, idempotency_key=args.idempotency_key or uuid.uuid4().hex
+        )
+        final = render.follow_progress(s.orchestrator.RunEpisode(request))
+    if final.state != orchestrator_pb2.JOB_STATE_SUCCEEDED:
+        render.status(
+            f"error: run {orchestrator_pb2.JobState.Name(final.state).removeprefix('JOB_STATE_').lower()}: "
+            f"{final.message}"
+        )
+        return EXIT_FAILURE
+    render.screen_time_table(final.summary)
+    return 0
+
+
+def cmd_facebank_add(args: argparse.Namespace) -> int:
+    images = []
+    for path in args.images:
+        p = Path(path)
+        if not p.is_file():
+            raise errors.NotFound(f"image file {path} does not exist")
+        images.append(orchestrator_pb2.EnrollPersonRequest.SeedImage(name=p.name, data=p.read_bytes()))
+    with session(args) as s, translate_rpc_errors("orchestrator"):
+        response = s.orchestrator.EnrollPerson(
+            orchestrator_pb2.EnrollPersonRequest(show_id=args.show, name=args.name, images=images, append=args.append)
+        )
+    print(
+        f"enrolled {response.person.name} ({response.person.person_id}) in show {response.person.show_id} "
+        f"with {len(response.person.exemplars)} exemplar(s)"
+    )
+    for rejected in response.rejected:
+        print(f"  rejected {rejected.name}: {rejected.reason}")
+    return 0
+
+
+def cmd_facebank_list(args: argparse.Namespace) -> int:
+    with session(args, ("storage",)) as s, translate_rpc_errors("storage"):
+        people = s.storage.ListPeople(storage_pb2.ListPeopleRequest(show_id=args.show)).people
+    for person in people:
+        models = sorted({e.model_id for e in person.exemplars})
+        print(f"{person.person_id:<24} {person.name:<28} exemplars={len(person.exemplars)} models={','.join(models)}")
+    return 0
+
+
+def cmd_facebank_remove(args: argparse.Namespace) -> int:
+    with session(args, ("storage",)) as s, translate_rpc_errors("storage"):
+        removed = s.storage.RemovePerson(storage_pb2.RemovePersonRequest(show_id=args.show, person_id=args.person_id))
+    print(f"removed {args.person_id} and {removed.exemplars_removed} exemplar(s)")
+    return 0
+
+
+def cmd_episodes_list(args: argparse.Namespace) -> int:
+    with session(args, ("storage",)) as s, translate_rpc_errors("storage"):
+        episodes = s.storage.ListEpisodes(storage_pb2.ListEpisodesRequest()).episodes
+    for ep in episodes:
+        print(
+            f"{ep.ep_id:<24} {ep.video.width}x{ep.video.height} {ep.video.duration_s:7.1f}s "
+            f"run={ep.current_run_id or '-'}"
+        )
+    return 0
+
+
+def cmd_episodes_show(args: argparse.Namespace) -> int:
+    from google.protobuf import json_format
+
+    with session(args, ("storage",)) as s, translate_rpc_errors("storage"):
+        episode = s.storage.GetEpisode(storage_pb2.GetEpisodeRequest(ep_id=args.episode))
+    print(json.dumps(json_format.MessageToDict(episode, preserving_proto_field_name=True), indent=1))
+    return 0
+
+
+def cmd_episodes_delete(args: argparse.Namespace) -> int:
+    with session(args, ("storage",)) as s, translate_rpc_errors("storage"):
+        result = s.storage.DeleteEpisode(
+            storage_pb2.DeleteEpisodeRequest(ep_id=args.episode, include_remote=args.include_remote)
+        )
+    print(
+        f"deleted {args.episode}: {result.local_dirs_removed} local dir(s), "
+        f"{result.remote_objects_removed} remote object(s)"
+    )
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from services.evaluation.metrics import evaluate
+
+    run_dir = Path(args.run)
+    if not run_dir.is_dir():
+        run_dir = _data_root(args) / "episodes" / args.run
+    if not (run_dir / "tracks.mot.txt").is_file():
+        raise errors.NotFound(f"{args.run} is neither a run directory nor an episode with published outputs")
+    gt = Path(args.ground_truth)
+    if not gt.is_file():
+        raise errors.NotFound(f"ground truth file {gt} does not exist")
+    report = evaluate(run_dir, gt)
+    print(json.dumps(report.to_dict(), indent=1) if args.json else report.format_table())
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from services.evaluation import sample_episode
+
+    return sample_episode.main(["--media", str(args.media), "--out", str(args.out), "--seed", str(args.seed)])
+
+
+# ---- parser ---------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="faceflow", description="Who is on screen, for how long.")
+    parser.add_argument("--data-root", help="storage root for a local stack (FACEFLOW_DATA_ROOT, default ./data)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="start the five services on loopback and wait")
+    up.set_defaults(func=cmd_up)
+
+    run = sub.add_parser("run", help="run an episode and print its screen time")
+    run.add_argument("video", nargs="?", help="video file (omit to rerun an existing episode)")
+    run.add_argument("--episode", required=True, help="episode id")
+    run.add_argument("--stride", type=int, default=0, help="process every Nth frame (default 1)")
+    run.add_argument("--tracker", default="bytetrack", help="tracker (bytetrack)")
+    run.add_argument("--detector", default="retinaface", help="detector (retinaface)")
+    run.add_argument("--det-threshold", type=float, default=0.0, help="detector score threshold (default: service's)")
+    run.add_argument("--show", default="default", help="show whose facebank names identities")
+    run.add_argument("--replace-video", action="store_true", help="replace the video of an existing episode")
+    run.add_argument("--idempotency-key", default="", help="retry-safe key: a resubmit joins the same job")
+    run.add_argument("--orchestrator", help="orchestrator address (FACEFLOW_ORCHESTRATOR_ADDR)")
+    run.set_defaults(func=cmd_run)
+
+    facebank = sub.add_parser("facebank", help="known people").add_subparsers(dest="facebank_command", required=True)
+    add = facebank.add_parser("add", help="enrol a person from seed images")
+    add.add_argument("--name", required=True)
+    add.add_argument("--show", default="default")
+    add.add_argument("--append", action="store_true", help="add exemplars to an existing person")
+    add.add_argument("images", nargs="+")
+    add.set_defaults(func=cmd_facebank_add)
+    fl = facebank.add_parser("list", help="list enrolled people")
+    fl.add_argument("--show", default="default")
+    fl.set_defaults(func=cmd_facebank_list)
+    fr = facebank.add_parser("remove", help="remove a person and their exemplars")
+    fr.add_argument("person_id")
+    fr.add_argument("--show", default="default")
+    fr.set_defaults(func=cmd_facebank_remove)
+
+    episodes = sub.add_parser("episodes", help="stored episodes").add_subparsers(dest="episodes_command", required=True)
+    episodes.add_parser("list").set_defaults(func=cmd_episodes_list)
+    show = episodes.add_parser("show")
+    show.add_argument("episode")
+    show.set_defaults(func=cmd_episodes_show)
+    delete = episodes.add_parser("delete")
+    delete.add_argument("episode")
+    delete.add_argument("--include-remote", action="store_true", help="also delete object-store artifacts")
+    delete.set_defaults(func=cmd_episodes_delete)
+
+    ev = sub.add_parser("eval", help="score a run against ground truth")
+    ev.add_argument("run", help="run directory or episode id")
+    ev.add_argument("--ground-truth", required=True)
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=cmd_eval)
+
+    sample = sub.add_parser("sample", help="build the sample episode with ground truth")
+    sample.add_argument("--media", type=Path, required=True)
+    sample.add_argument("--out", type=Path, required=True)
+    sample.add_argument("--seed", type=int, default=7)
+    sample.set_defaults(func=cmd_sample)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except errors.FaceflowError as error:
+        render.status(f"error: {error}")
+        user_errors = (errors.InvalidArgument, errors.NotFound, errors.FailedPrecondition, errors.AlreadyExists)
+        return EXIT_USER_ERROR if isinstance(error, user_errors) else EXIT_FAILURE
+    except grpc.RpcError as error:
+        render.status(f"error: {from_rpc_error(error, 'faceflow')}")
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        render.status("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""The local stack: the five services as processes on loopback, started and stopped together."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.common.errors import Unavailable
+
+ORDER = ("storage", "tracker", "embedder", "detector", "orchestrator")
+DEPENDENCIES = {"orchestrator": ("detector", "embedder", "tracker", "storage")}
+# Seconds to wait for a service to report SERVING: model warm-up takes ~2 s here; a cold disk,
+# a busy CI machine or a GPU session start can take far longer.
+START_TIMEOUT_S = 180.0
+STOP_TIMEOUT_S = 15.0
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    process: subprocess.Popen[bytes]
+    port_file: Path
+    log_path: Path
+    address: str = ""
+    metrics_port: int = 0
+
+
+@dataclass
+class LocalStack:
+    data_root: Path
+    services: tuple[str, ...] = ORDER
+    host: str = "127.0.0.1"
+    log_dir: Path | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    def address(self, name: str) -> str:
+        return self.processes[name].address
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.data_root.mkdir(parents=True, exist_ok=True)
+        log_dir = self.log_dir or self.data_root / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        wanted = [s for s in ORDER if s in self.services]
+        try:
+            for name in wanted:
+                self._spawn(name, log_dir)
+            for name in wanted:
+                self._wait_serving(self.processes[name])
+        except BaseException:
+            self.stop()
+            raise
+
+    def _spawn(self, name: str, log_dir: Path) -> None:
+        for dep in DEPENDENCIES.get(name, ()):
+            if dep in self.processes and not self.processes[dep].address:
+                self._wait_port(self.processes[dep])
+        port_file = log_dir / f"{name}.port"
+        port_file.unlink(missing_ok=True)
+        log_path = log_dir / f"{name}.log"
+        args = [
+            sys.executable,
+            "-m",
+            f"services.{name}",
+            "--port",
+            "0",
+            "--port-file",
+            str(port_file),
+            "--host",
+            self.host,
+            "--data-root",
+            str(self.data_root),
+        ]
+        for dep in DEPENDENCIES.get(name, ()):
+            args += [f"--{dep}-addr", self.processes[dep].address]
+        env = {**os.environ, **self.extra_env}
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        self.processes[name] = ServiceProcess(name, process, port_file, log_path)
+
+    def _wait_port(self, service: ServiceProcess) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not service.port_file.is_file():
+            self._check_alive(service)
+            if time.monotonic() > deadline:
+                raise Unavailable(
+                    f"{service.name} did not bind a port in {START_TIMEOUT_S:.0f} s; see {service.log_path}"
+                )
+            time.sleep(0.05)
+        port, metrics = service.port_file.read_text().split()
+        service.address = f"{self.host}:{port}"
+        service.metrics_port = int(metrics)
+
+    def _check_alive(self, service: ServiceProcess) -> None:
+        if service.process.poll() is not None:
+            tail = service.log_path.read_text(errors="replace")[-2000:]
+            raise Unavailable(f"{service.name} exited with code {service.process.returncode}; its log ends:\n{tail}")
+
+    def _wait_serving(self, service: ServiceProcess) -> None:
+        if not service.address:
+            self._wait_port(service)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        with grpc.insecure_channel(service.address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while True:
+                self._check_alive(service)
+                try:
+                    status = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2).status
+                    if status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise Unavailable(
+                        f"{service.name} is not SERVING after {START_TIMEOUT_S:.0f} s; see {service.log_path}"
+                    )
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        """SIGTERM everything (graceful shutdown), then SIGKILL what is still running."""
+        for service in reversed(list(self.processes.values())):
+            if service.process.poll() is None:
+                service.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for service in self.processes.values():
+            try:
+                service.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                service.process.kill()
+                service.process.wait()
+        self.processes.clear()

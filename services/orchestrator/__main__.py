@@ -1,0 +1,45 @@
+"""python -m services.orchestrator --port N --detector-addr A --embedder-addr B --tracker-addr C --storage-addr D"""
+
+from __future__ import annotations
+
+import threading
+
+import grpc
+from faceflow.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+
+from services.common.config import Settings
+from services.common.service_main import ServiceParts, service_main
+from services.orchestrator.clients import ServiceClients
+from services.orchestrator.jobs import JobManager
+from services.orchestrator.pipeline import ProgressEvent, RunSettings, run_episode, validate_episode
+from services.orchestrator.server import SERVICE_NAME, OrchestratorServicer
+
+
+def build(settings: Settings) -> ServiceParts:
+    clients = ServiceClients.connect(settings)
+
+    def run(job: orchestrator_pb2.Job, report: object, cancelled: threading.Event) -> orchestrator_pb2.RunSummary:
+        return run_episode(clients, job.ep_id, RunSettings.from_options(job.options), report, cancelled)  # type: ignore[arg-type]
+
+    def validate(ep_id: str, options: orchestrator_pb2.RunOptions) -> None:
+        """Bad options, an unknown episode or an unreadable video fail the submit, not a job."""
+        RunSettings.from_options(options)
+        validate_episode(clients, ep_id)
+
+    jobs = JobManager(run, lambda: {"device": settings.device}, validate)
+
+    def register(server: grpc.Server) -> None:
+        orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(OrchestratorServicer(clients, jobs), server)
+
+    def warm_up() -> None:
+        # Ready only when every dependency is: a job submitted now would otherwise fail at once.
+        for channel in clients.channels:
+            grpc.channel_ready_future(channel).result(timeout=120)
+
+    return ServiceParts(register, [SERVICE_NAME], warm_up)
+
+
+__all__ = ["ProgressEvent", "build"]
+
+if __name__ == "__main__":
+    service_main("orchestrator", build)

@@ -1,0 +1,262 @@
+"""One run of one episode: validate, detect+track+embed, identities, labels, screen time, write, publish."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from faceflow.v1 import (
+    detector_pb2,
+    embedder_pb2,
+    orchestrator_pb2,
+    storage_pb2,
+)
+from google.protobuf import json_format
+
+from services.common.errors import FailedPrecondition, InvalidArgument
+from services.common.grpc_errors import translate_rpc_errors
+from services.common.ids import validate_id
+from services.orchestrator import outputs
+from services.orchestrator.backfill import BackfillSettings, backfill_tracks
+from services.orchestrator.clients import ServiceClients
+from services.orchestrator.detect_track import StreamOptions, StreamProgress, detect_track_embed
+from services.orchestrator.identities import ClusteringSettings
+from services.orchestrator.identity_stage import IdentityResult, build_identities
+from services.orchestrator.labelling import MatchSettings
+from services.orchestrator.sampler import SamplerSettings
+from services.orchestrator.screentime import ScreenTimeSettings
+from services.tracker.registry import DEFAULT_TRACKER, TRACKERS
+
+log = logging.getLogger(__name__)
+
+Stage = orchestrator_pb2.Stage
+# Default frame stride: every frame. At 25-30 fps TV a face rarely changes in 1/25 s, so
+# --stride 2-3 is a good speed/accuracy trade; the default favours accuracy (tracker IDs, recall).
+DEFAULT_STRIDE = 1
+# Stride upper bound: beyond ~2 s between samples tracking by IoU is meaningless.
+MAX_STRIDE = 60
+DETECTORS = ("retinaface",)
+UPLOAD_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything that decides a run's result; recorded whole in manifest.json."""
+
+    stride: int = DEFAULT_STRIDE
+    detector: str = "retinaface"
+    tracker: str = "bytetrack"
+    det_score_threshold: float = 0.0  # 0: the detector's own default
+    show_id: str = "default"
+    clustering: ClusteringSettings = field(default_factory=ClusteringSettings)
+    matching: MatchSettings = field(default_factory=MatchSettings)
+    screen_time: ScreenTimeSettings = field(default_factory=ScreenTimeSettings)
+    sampler: SamplerSettings = field(default_factory=SamplerSettings)
+    backfill: BackfillSettings = field(default_factory=BackfillSettings)
+
+    @classmethod
+    def from_options(cls, options: orchestrator_pb2.RunOptions) -> RunSettings:
+        stride = options.stride or DEFAULT_STRIDE
+        if not 1 <= stride <= MAX_STRIDE:
+            raise InvalidArgument(f"stride must be between 1 and {MAX_STRIDE} frames, got {options.stride}")
+        detector = options.detector or "retinaface"
+        if detector not in DETECTORS:
+            raise InvalidArgument(f"unknown detector {detector!r}; available: {', '.join(DETECTORS)}")
+        tracker = options.tracker or DEFAULT_TRACKER
+        if tracker not in TRACKERS:
+            raise InvalidArgument(f"unknown tracker {tracker!r}; available: {', '.join(TRACKERS)}")
+        if not 0 <= options.det_score_threshold < 1:
+            raise InvalidArgument(f"det_score_threshold must be in [0, 1), got {options.det_score_threshold}")
+        if options.cluster_distance < 0 or options.cluster_distance > 2:
+            raise InvalidArgument(
+                f"cluster_distance must be a cosine distance in (0, 2], got {options.cluster_distance}"
+            )
+        clustering = ClusteringSettings()
+        if options.cluster_distance:
+            clustering = dataclasses.replace(clustering, distance_threshold=options.cluster_distance)
+        return cls(
+            stride=stride,
+            detector=detector,
+            tracker=tracker,
+            det_score_threshold=options.det_score_threshold,
+            show_id=validate_id("show", options.show_id or "default"),
+            clustering=clustering,
+        )
+
+
+@dataclass
+class ProgressEvent:
+    stage: int
+    frames_done: int = 0
+    frames_total: int = 0
+    fps: float = 0.0
+    eta_s: float = 0.0
+    tracks_so_far: int = 0
+    message: str = ""
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+def validate_episode(clients: ServiceClients, ep_id: str) -> storage_pb2.Episode:
+    """The episode exists and its video is readable, before any work starts."""
+    validate_id("episode", ep_id)
+    with translate_rpc_errors("storage"):
+        episode = clients.storage.GetEpisode(storage_pb2.GetEpisodeRequest(ep_id=ep_id))
+    try:
+        with translate_rpc_errors("detector"):
+            clients.detector.ProbeVideo(detector_pb2.ProbeVideoRequest(video_uri=episode.video_uri))
+    except (InvalidArgument, FailedPrecondition) as error:
+        raise FailedPrecondition(f"the video of episode {ep_id!r} cannot be read: {error}") from None
+    return episode
+
+
+def _upload(clients: ServiceClients, ep_id: str, run_id: str, name: str, data: bytes) -> None:
+    def messages() -> Iterator[storage_pb2.PutArtifactRequest]:
+        yield storage_pb2.PutArtifactRequest(ref=storage_pb2.ArtifactRef(ep_id=ep_id, run_id=run_id, name=name))
+        for start in range(0, len(data), UPLOAD_CHUNK):
+            yield storage_pb2.PutArtifactRequest(chunk=data[start : start + UPLOAD_CHUNK])
+
+    with translate_rpc_errors("storage"):
+        clients.storage.PutArtifact(messages())
+
+
+def _model_info(clients: ServiceClients) -> dict[str, Any]:
+    with translate_rpc_errors("detector"):
+        detector = clients.detector.GetModelInfo(detector_pb2.GetModelInfoRequest()).model
+    with translate_rpc_errors("embedder"):
+        embedder = clients.embedder.GetEmbedderInfo(embedder_pb2.GetEmbedderInfoRequest()).model
+    return {
+        "detector": json_format.MessageToDict(detector, preserving_proto_field_name=True),
+        "embedder": json_format.MessageToDict(embedder, preserving_proto_field_name=True),
+    }
+
+
+def run_episode(
+    clients: ServiceClients,
+    ep_id: str,
+    settings: RunSettings,
+    report: Callable[[ProgressEvent], None],
+    cancelled: Any,
+    run_id: str | None = None,
+) -> orchestrator_pb2.RunSummary:
+    started = time.monotonic()
+    timings: dict[str, float] = {}
+    report(ProgressEvent(Stage.STAGE_VALIDATE, message="checking the episode and its video"))
+    episode = validate_episode(clients, ep_id)
+    models = _model_info(clients)
+    run_id = run_id or new_run_id()
+    video = episode.video
+    frames_total = len(range(0, video.frame_count, settings.stride))
+
+    def on_stream(p: StreamProgress) -> None:
+        fps = p.frames_done / p.elapsed_s if p.elapsed_s > 0 else 0.0
+        eta = (p.frames_total - p.frames_done) / fps if fps > 0 else 0.0
+        report(ProgressEvent(Stage.STAGE_DETECT_TRACK, p.frames_done, p.frames_total, fps, eta, p.tracks_so_far))
+
+    report(ProgressEvent(Stage.STAGE_DETECT_TRACK, 0, frames_total, message="detecting, tracking, embedding"))
+    stream = detect_track_embed(
+        clients,
+        StreamOptions(
+            episode.video_uri,
+            video.frame_count,
+            video.fps,
+            settings.stride,
+            settings.tracker,
+            settings.det_score_threshold,
+            settings.sampler,
+        ),
+        on_stream,
+        cancelled,
+    )
+    timings["detect_track_embed_s"] = stream.detect_track_s
+    timings["embed_calls_s"] = stream.embed_s
+    faces = dataclasses.replace(stream.faces, track_id=backfill_tracks(stream.faces, video.fps, settings.backfill))
+
+    tracks = len(faces.track_ids())
+    done_fps = len(faces.processed_frames) / max(stream.detect_track_s, 1e-9)
+    report(ProgressEvent(Stage.STAGE_CLUSTER, frames_total, frames_total, done_fps, 0.0, tracks, "grouping tracks"))
+    t0 = time.monotonic()
+    with translate_rpc_errors("storage"):
+        people = list(clients.storage.ListPeople(storage_pb2.ListPeopleRequest(show_id=settings.show_id)).people)
+    result: IdentityResult = build_identities(
+        faces,
+        people,
+        stream.embedding_model_id,
+        video.fps,
+        settings.stride,
+        video.duration_s,
+        settings.clustering,
+        settings.matching,
+        settings.screen_time,
+    )
+    timings["cluster_label_screentime_s"] = time.monotonic() - t0
+
+    report(ProgressEvent(Stage.STAGE_WRITE, frames_total, frames_total, done_fps, 0.0, tracks, "writing outputs"))
+    t0 = time.monotonic()
+    files = {
+        "tracks.mot.txt": outputs.mot_rows(faces),
+        "detections.jsonl": outputs.detections_jsonl(faces, video.fps),
+        "faces.jsonl": outputs.faces_jsonl(faces, video.fps, stream.embedding_model_id),
+        "faces.npy": outputs.faces_npy(faces),
+        "tracks.jsonl": outputs.tracks_jsonl(faces, result, video.fps),
+        "identities.json": outputs.identities_json(result, stream.embedding_model_id),
+        "screentime.json": outputs.screentime_json(
+            ep_id, video.fps, video.duration_s, settings.screen_time.gap_bridge_s, result
+        ),
+    }
+    for name, data in files.items():
+        _upload(clients, ep_id, run_id, name, data)
+    timings["write_s"] = time.monotonic() - t0
+    timings["total_s"] = time.monotonic() - started
+    manifest = {
+        "ep_id": ep_id,
+        "run_id": run_id,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "video": {**json_format.MessageToDict(video, preserving_proto_field_name=True), "sha256": episode.video_sha256},
+        "models": models,
+        "embedding_model": stream.embedding_model_id,
+        "settings": dataclasses.asdict(settings),
+        "counts": {
+            "frames_processed": len(faces.processed_frames),
+            "shot_cuts": len(faces.cut_frames),
+            "faces": len(faces.faces()),
+            "faces_embedded": len(faces.embedding_row),
+            "tracks": len(faces.track_ids()),
+            "identities": len(result.identities),
+            "facebank_exemplars_used": result.facebank_exemplars_used,
+            "facebank_exemplars_skipped_other_model": result.facebank_exemplars_skipped,
+        },
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "artifacts": sorted(files),
+    }
+    # The manifest is written last and the run published after it: readers never see a partial run.
+    _upload(clients, ep_id, run_id, outputs.MANIFEST, outputs.manifest_json(manifest))
+    with translate_rpc_errors("storage"):
+        clients.storage.PublishRun(storage_pb2.PublishRunRequest(ep_id=ep_id, run_id=run_id))
+    return orchestrator_pb2.RunSummary(
+        run_id=run_id,
+        frames_processed=len(faces.processed_frames),
+        faces=len(faces.faces()),
+        tracks=len(faces.track_ids()),
+        identities=len(result.identities),
+        duration_s=video.duration_s,
+        wall_time_s=time.monotonic() - started,
+        screen_time=[
+            orchestrator_pb2.IdentityScreenTime(
+                identity_id=i.identity_id,
+                label=i.match.label or "",
+                seconds=i.seconds,
+                track_count=len(i.track_ids),
+                label_similarity=i.match.similarity or 0.0,
+            )
+            for i in sorted(result.identities, key=lambda i: -i.seconds)
+        ],
+        output_uri=episode.video_uri.rsplit("/", 1)[0],
+    )

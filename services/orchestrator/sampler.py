@@ -1,0 +1,56 @@
+"""Which faces to embed: the best face of each track in each time window, not every face.
+
+Embedding dominates CPU cost (the embedder is ~10x the detector per face on CPU), while a track's
+identity is stable over a second of video. Per track we keep the highest-quality face of every
+window of `window_s` and embed only those; clustering uses the quality-weighted mean of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    # Seconds per window: one embedded face per track per window. 0.5 s gives a 30 s track 60
+    # samples (plenty for a stable mean and for post-hoc splitting) at ~1/12 of the embed cost of
+    # every face at 25 fps.
+    window_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.window_s >= 0:
+            raise ValueError(f"window_s must be >= 0 seconds, got {self.window_s}")
+
+
+@dataclass
+class _Window:
+    start_frame: int
+    best_quality: float
+    best_row: int
+    best_crop: bytes
+
+
+@dataclass
+class TrackSampler:
+    """Feed every tracked face in frame order; collect (row, crop) pairs to embed."""
+
+    fps: float
+    settings: SamplerSettings = field(default_factory=SamplerSettings)
+    _open: dict[int, _Window] = field(default_factory=dict)
+
+    def add(self, track_id: int, frame: int, row: int, quality: float, crop: bytes) -> list[tuple[int, bytes]]:
+        """Returns the samples that became final (a window closed); usually none."""
+        window_frames = self.settings.window_s * self.fps
+        current = self._open.get(track_id)
+        if current is None or frame - current.start_frame >= window_frames:
+            self._open[track_id] = _Window(frame, quality, row, crop)
+            return [] if current is None else [(current.best_row, current.best_crop)]
+        if quality > current.best_quality:
+            current.best_quality, current.best_row, current.best_crop = quality, row, crop
+        return []
+
+    def flush(self) -> list[tuple[int, bytes]]:
+        """Close every open window (end of stream)."""
+        done = [(w.best_row, w.best_crop) for w in self._open.values()]
+        self._open.clear()
+        return done

@@ -1,0 +1,72 @@
+"""gRPC OrchestratorService: episodes in, jobs run, progress streamed, people enrolled."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+from faceflow.v1 import detector_pb2, orchestrator_pb2, orchestrator_pb2_grpc, storage_pb2
+
+from services.common.errors import InvalidArgument
+from services.common.grpc_errors import translate_rpc_errors
+from services.common.ids import validate_id
+from services.orchestrator.clients import ServiceClients
+from services.orchestrator.enrolment import enroll_person
+from services.orchestrator.jobs import JobManager
+
+SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
+
+
+class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
+    def __init__(self, clients: ServiceClients, jobs: JobManager) -> None:
+        self._clients = clients
+        self._jobs = jobs
+
+    def CreateEpisode(
+        self, request: storage_pb2.CreateEpisodeRequest, context: grpc.ServicerContext
+    ) -> storage_pb2.Episode:
+        validate_id("episode", request.ep_id)
+        if not request.source_path:
+            raise InvalidArgument("source_path is empty: give the path of the episode's video")
+        # Probe first: a file that is not a readable video never enters the store.
+        with translate_rpc_errors("detector"):
+            info = self._clients.detector.ProbeVideo(detector_pb2.ProbeVideoRequest(video_uri=request.source_path)).info
+        stored = storage_pb2.CreateEpisodeRequest()
+        stored.CopyFrom(request)
+        stored.video.CopyFrom(info)
+        with translate_rpc_errors("storage"):
+            return self._clients.storage.CreateEpisode(stored)
+
+    def SubmitJob(
+        self, request: orchestrator_pb2.SubmitJobRequest, context: grpc.ServicerContext
+    ) -> orchestrator_pb2.Job:
+        return self._jobs.submit(request.ep_id, request.options, request.idempotency_key)
+
+    def RunEpisode(
+        self, request: orchestrator_pb2.SubmitJobRequest, context: grpc.ServicerContext
+    ) -> Iterator[orchestrator_pb2.Progress]:
+        job = self._jobs.submit(request.ep_id, request.options, request.idempotency_key)
+        yield from self._jobs.watch(job.job_id, context.is_active)
+
+    def WatchJob(
+        self, request: orchestrator_pb2.WatchJobRequest, context: grpc.ServicerContext
+    ) -> Iterator[orchestrator_pb2.Progress]:
+        yield from self._jobs.watch(request.job_id, context.is_active)
+
+    def GetJob(self, request: orchestrator_pb2.GetJobRequest, context: grpc.ServicerContext) -> orchestrator_pb2.Job:
+        return self._jobs.get(request.job_id)
+
+    def CancelJob(
+        self, request: orchestrator_pb2.CancelJobRequest, context: grpc.ServicerContext
+    ) -> orchestrator_pb2.Job:
+        return self._jobs.cancel(request.job_id)
+
+    def ListJobs(
+        self, request: orchestrator_pb2.ListJobsRequest, context: grpc.ServicerContext
+    ) -> orchestrator_pb2.ListJobsResponse:
+        return orchestrator_pb2.ListJobsResponse(jobs=self._jobs.list(request.ep_id))
+
+    def EnrollPerson(
+        self, request: orchestrator_pb2.EnrollPersonRequest, context: grpc.ServicerContext
+    ) -> orchestrator_pb2.EnrollPersonResponse:
+        return enroll_person(self._clients, request)

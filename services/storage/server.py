@@ -1,0 +1,93 @@
+"""gRPC StorageService over a StorageBackend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+from faceflow.v1 import storage_pb2, storage_pb2_grpc
+
+from services.common.errors import InvalidArgument
+from services.storage.backend import StorageBackend
+
+SERVICE_NAME = storage_pb2.DESCRIPTOR.services_by_name["StorageService"].full_name
+
+
+class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
+    def __init__(self, backend: StorageBackend) -> None:
+        self._backend = backend
+
+    def CreateEpisode(
+        self, request: storage_pb2.CreateEpisodeRequest, context: grpc.ServicerContext
+    ) -> storage_pb2.Episode:
+        return self._backend.create_episode(
+            request.ep_id, request.source_path, request.video, request.show_id, request.replace_video
+        )
+
+    def GetEpisode(self, request: storage_pb2.GetEpisodeRequest, context: grpc.ServicerContext) -> storage_pb2.Episode:
+        return self._backend.get_episode(request.ep_id)
+
+    def ListEpisodes(
+        self, request: storage_pb2.ListEpisodesRequest, context: grpc.ServicerContext
+    ) -> storage_pb2.ListEpisodesResponse:
+        return storage_pb2.ListEpisodesResponse(episodes=self._backend.list_episodes())
+
+    def DeleteEpisode(
+        self, request: storage_pb2.DeleteEpisodeRequest, context: grpc.ServicerContext
+    ) -> storage_pb2.DeleteEpisodeResponse:
+        local, remote = self._backend.delete_episode(request.ep_id, request.include_remote)
+        return storage_pb2.DeleteEpisodeResponse(local_dirs_removed=local, remote_objects_removed=remote)
+
+    def PutArtifact(
+        self, request_iterator: Iterator[storage_pb2.PutArtifactRequest], context: grpc.ServicerContext
+    ) -> storage_pb2.Artifact:
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("payload") != "ref":
+            raise InvalidArgument("the first PutArtifact message must carry the artifact reference")
+        ref = first.ref
+
+        def chunks() -> Iterator[bytes]:
+            for message in request_iterator:
+                if message.WhichOneof("payload") != "chunk":
+                    raise InvalidArgument("only the first PutArtifact message may carry a reference")
+                yield message.chunk
+
+        return self._backend.put_artifact(ref.ep_id, ref.run_id, ref.name, chunks())
+
+    def GetArtifact(
+        self, request: storage_pb2.GetArtifactRequest, context: grpc.ServicerContext
+    ) -> Iterator[storage_pb2.GetArtifactResponse]:
+        ref = request.ref
+        for chunk in self._backend.get_artifact(ref.ep_id, ref.run_id, ref.name):
+            yield storage_pb2.GetArtifactResponse(chunk=chunk)
+
+    def ListArtifacts(
+        self, request: storage_pb2.ListArtifactsRequest, context: grpc.ServicerContext
+    ) -> storage_pb2.ListArtifactsResponse:
+        prefix = request.prefix
+        return storage_pb2.ListArtifactsResponse(
+            artifacts=self._backend.list_artifacts(prefix.ep_id, prefix.run_id, prefix.name)
+        )
+
+    def PublishRun(
+        self, request: storage_pb2.PublishRunRequest, context: grpc.ServicerContext
+    ) -> storage_pb2.PublishRunResponse:
+        return storage_pb2.PublishRunResponse(episode=self._backend.publish_run(request.ep_id, request.run_id))
+
+    def AddPerson(self, request: storage_pb2.AddPersonRequest, context: grpc.ServicerContext) -> storage_pb2.Person:
+        return self._backend.add_person(request.show_id, request.name, list(request.exemplars), request.append)
+
+    def ListPeople(
+        self, request: storage_pb2.ListPeopleRequest, context: grpc.ServicerContext
+    ) -> storage_pb2.ListPeopleResponse:
+        return storage_pb2.ListPeopleResponse(people=self._backend.list_people(request.show_id))
+
+    def GetPerson(self, request: storage_pb2.GetPersonRequest, context: grpc.ServicerContext) -> storage_pb2.Person:
+        return self._backend.get_person(request.show_id, request.person_id)
+
+    def RemovePerson(
+        self, request: storage_pb2.RemovePersonRequest, context: grpc.ServicerContext
+    ) -> storage_pb2.RemovePersonResponse:
+        return storage_pb2.RemovePersonResponse(
+            exemplars_removed=self._backend.remove_person(request.show_id, request.person_id)
+        )

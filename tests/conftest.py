@@ -1,0 +1,55 @@
+"""Shared fixtures: real media and models from the cache `make test` fills, and a real local stack."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from faceflow.v1 import (
+    detector_pb2_grpc,
+    embedder_pb2_grpc,
+    orchestrator_pb2_grpc,
+    storage_pb2_grpc,
+    tracker_pb2_grpc,
+)
+
+from services.cli.stack import LocalStack
+from services.common.config import Settings
+from services.common.server import CHANNEL_OPTIONS
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@pytest.fixture(scope="session")
+def media(settings: Settings) -> Path:
+    path = settings.cache_dir / "media"
+    if not (path / "manifest.json").is_file():
+        pytest.fail(f"test media missing in {path}: run `make media` (make test does it)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """All five services as real processes on loopback, sharing one temporary data root."""
+    with LocalStack(tmp_path_factory.mktemp("stack-data")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def stubs(stack: LocalStack) -> Iterator[dict[str, object]]:
+    channels = {name: grpc.insecure_channel(stack.address(name), CHANNEL_OPTIONS) for name in stack.processes}
+    yield {
+        "channels": channels,
+        "detector": detector_pb2_grpc.DetectorServiceStub(channels["detector"]),
+        "embedder": embedder_pb2_grpc.EmbedderServiceStub(channels["embedder"]),
+        "tracker": tracker_pb2_grpc.TrackerServiceStub(channels["tracker"]),
+        "storage": storage_pb2_grpc.StorageServiceStub(channels["storage"]),
+        "orchestrator": orchestrator_pb2_grpc.OrchestratorServiceStub(channels["orchestrator"]),
+    }
+    for channel in channels.values():
+        channel.close()

@@ -1,0 +1,146 @@
+"""OrchestratorService over real gRPC, driving the real detector, embedder, tracker and storage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import grpc
+from faceflow.v1 import orchestrator_pb2, storage_pb2
+
+from services.cli.stack import LocalStack
+from tests.contract.helpers import expect_status
+
+SUCCEEDED = orchestrator_pb2.JOB_STATE_SUCCEEDED
+
+
+def _create(stubs: dict, ep_id: str, path: Path) -> storage_pb2.Episode:
+    return stubs["orchestrator"].CreateEpisode(storage_pb2.CreateEpisodeRequest(ep_id=ep_id, source_path=str(path)))
+
+
+def test_run_streams_progress_and_publishes_outputs(stubs: dict, stack: LocalStack, media: Path) -> None:
+    _create(stubs, "orch-single", media / "single_face.mp4")
+    request = orchestrator_pb2.SubmitJobRequest(ep_id="orch-single", options=orchestrator_pb2.RunOptions(stride=2))
+    progress = list(stubs["orchestrator"].RunEpisode(request))
+    final = progress[-1]
+    assert final.state == SUCCEEDED, final.message
+    assert final.detector == "retinaface" and final.tracker == "bytetrack" and final.device == "cpu"
+    stages = [p.stage for p in progress]
+    assert orchestrator_pb2.STAGE_DETECT_TRACK in stages and stages[-1] == orchestrator_pb2.STAGE_DONE
+    assert final.frames_done == final.frames_total == 36
+    summary = final.summary
+    assert summary.tracks == 1 and summary.identities == 1 and summary.faces == 36
+    assert abs(summary.screen_time[0].seconds - 2.4) < 0.05
+    out = stack.data_root / "episodes" / "orch-single"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["settings"]["stride"] == 2 and manifest["run_id"] == summary.run_id
+    assert manifest["models"]["detector"]["sha256"] and manifest["video"]["sha256"]
+    rows = (out / "tracks.mot.txt").read_text().splitlines()
+    assert len(rows) == 36 and rows[0].startswith("1,1,") and rows[1].startswith("3,1,")
+
+
+def test_submit_is_idempotent_per_key_and_jobs_can_be_watched(stubs: dict, media: Path) -> None:
+    _create(stubs, "orch-idem", media / "single_face.mp4")
+    request = orchestrator_pb2.SubmitJobRequest(
+        ep_id="orch-idem", options=orchestrator_pb2.RunOptions(stride=4), idempotency_key="key-1"
+    )
+    first = stubs["orchestrator"].SubmitJob(request)
+    second = stubs["orchestrator"].SubmitJob(request)
+    assert first.job_id == second.job_id
+    final = list(stubs["orchestrator"].WatchJob(orchestrator_pb2.WatchJobRequest(job_id=first.job_id)))[-1]
+    assert final.state == SUCCEEDED
+    assert stubs["orchestrator"].GetJob(orchestrator_pb2.GetJobRequest(job_id=first.job_id)).progress.state == SUCCEEDED
+    listed = stubs["orchestrator"].ListJobs(orchestrator_pb2.ListJobsRequest(ep_id="orch-idem")).jobs
+    assert [j.job_id for j in listed] == [first.job_id]
+
+
+def test_cancel_stops_a_running_job_and_keeps_previous_outputs(stubs: dict, stack: LocalStack, media: Path) -> None:
+    _create(stubs, "orch-cancel", media / "WolfgangLanger_Pexels.mp4")
+    job = stubs["orchestrator"].SubmitJob(orchestrator_pb2.SubmitJobRequest(ep_id="orch-cancel"))
+    for progress in stubs["orchestrator"].WatchJob(orchestrator_pb2.WatchJobRequest(job_id=job.job_id)):
+        if progress.frames_done > 0:
+            stubs["orchestrator"].CancelJob(orchestrator_pb2.CancelJobRequest(job_id=job.job_id))
+    final = stubs["orchestrator"].GetJob(orchestrator_pb2.GetJobRequest(job_id=job.job_id))
+    assert final.progress.state == orchestrator_pb2.JOB_STATE_CANCELLED
+    assert not (stack.data_root / "episodes" / "orch-cancel" / "manifest.json").exists()
+
+
+def test_bad_requests_fail_before_any_work(stubs: dict, stack: LocalStack, media: Path, tmp_path: Path) -> None:
+    orch = stubs["orchestrator"]
+    not_video = tmp_path / "notes.txt"
+    not_video.write_text("hello\n")
+    zero = tmp_path / "zero.mp4"
+    zero.write_bytes(b"")
+    expect_status(grpc.StatusCode.INVALID_ARGUMENT, lambda: _create(stubs, "orch-bad", not_video), "video")
+    expect_status(grpc.StatusCode.INVALID_ARGUMENT, lambda: _create(stubs, "orch-bad", zero), "empty")
+    expect_status(
+        grpc.StatusCode.NOT_FOUND, lambda: _create(stubs, "orch-bad", tmp_path / "missing.mp4"), "does not exist"
+    )
+    expect_status(
+        grpc.StatusCode.INVALID_ARGUMENT, lambda: _create(stubs, "../escape", media / "single_face.mp4"), "episode id"
+    )
+    assert not (stack.data_root / "episodes" / "orch-bad").exists()
+    expect_status(
+        grpc.StatusCode.NOT_FOUND,
+        lambda: orch.SubmitJob(orchestrator_pb2.SubmitJobRequest(ep_id="never-created")),
+        "does not exist",
+    )
+    expect_status(
+        grpc.StatusCode.NOT_FOUND,
+        lambda: orch.RunEpisode(orchestrator_pb2.SubmitJobRequest(ep_id="never-created")),
+        "does not exist",
+    )
+    _create(stubs, "orch-opts", media / "single_face.mp4")
+    expect_status(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        lambda: orch.SubmitJob(
+            orchestrator_pb2.SubmitJobRequest(ep_id="orch-opts", options=orchestrator_pb2.RunOptions(stride=1000))
+        ),
+        "stride",
+    )
+    expect_status(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        lambda: orch.SubmitJob(
+            orchestrator_pb2.SubmitJobRequest(ep_id="orch-opts", options=orchestrator_pb2.RunOptions(tracker="nope"))
+        ),
+        "tracker",
+    )
+    expect_status(grpc.StatusCode.NOT_FOUND, lambda: orch.GetJob(orchestrator_pb2.GetJobRequest(job_id="job-404")))
+    expect_status(grpc.StatusCode.INVALID_ARGUMENT, lambda: orch.GetJob(orchestrator_pb2.GetJobRequest(job_id="../x")))
+
+
+def test_enrolment_gates_seed_images_with_reasons(stubs: dict, media: Path) -> None:
+    orch = stubs["orchestrator"]
+    seed = orchestrator_pb2.EnrollPersonRequest.SeedImage
+    response = orch.EnrollPerson(
+        orchestrator_pb2.EnrollPersonRequest(
+            show_id="contract",
+            name="Barack Obama",
+            images=[
+                seed(name="obama3.jpg", data=(media / "obama3.jpg").read_bytes()),
+                seed(name="group.jpg", data=(media / "multi_face.jpg").read_bytes()),
+            ],
+        )
+    )
+    assert response.person.person_id == "barack-obama" and len(response.person.exemplars) == 1
+    assert response.person.exemplars[0].model_id.startswith("arcface_mbf@")
+    assert [(r.name, "5 faces" in r.reason) for r in response.rejected] == [("group.jpg", True)]
+    capture = cv2.VideoCapture(str(media / "no_face.mp4"))
+    ok, frame = capture.read()
+    capture.release()
+    assert ok
+    no_face_jpeg = cv2.imencode(".jpg", frame)[1].tobytes()
+    detail = expect_status(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        lambda: orch.EnrollPerson(
+            orchestrator_pb2.EnrollPersonRequest(
+                show_id="contract",
+                name="Nobody",
+                images=[seed(name="text.jpg", data=b"not an image"), seed(name="street.jpg", data=no_face_jpeg)],
+            )
+        ),
+    )
+    assert "text.jpg: the data is not a decodable image" in detail and "street.jpg: no face found" in detail
+    people = stubs["storage"].ListPeople(storage_pb2.ListPeopleRequest(show_id="contract")).people
+    assert [p.name for p in people] == ["Barack Obama"]

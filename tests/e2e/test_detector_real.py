@@ -1,0 +1,143 @@
+"""The RetinaFace detector and ArcFace alignment on real media with the real models.
+
+Counts are exact on photos whose faces were checked by eye; videos without human faces (one
+of them a cartoon whose bunny face RetinaFace scores up to 0.99) must yield no detection at all.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from services.common.alignment import align_faces
+from services.common.backends import OnnxBackend
+from services.common.detections import Detections
+from services.detector.retinaface import RetinaFaceDetector, RetinaFaceSettings, prior_boxes
+
+pytestmark = pytest.mark.e2e
+
+CACHE = Path(os.environ.get("FACEFLOW_CACHE") or Path(__file__).resolve().parents[2] / ".cache" / "faceflow")
+MODELS = CACHE / "models"
+MEDIA = CACHE / "media"
+DETECTOR_MODEL = MODELS / "retinaface_mnet025.onnx"
+EMBEDDER_MODEL = MODELS / "arcface_mbf.onnx"
+
+# Every face in these photos was verified by eye.
+EXPECTED_FACES = {
+    "multi_face.jpg": 5,
+    "t1.jpg": 6,
+    "obama.jpg": 1,
+    "obama2.jpg": 1,
+    "obama3.jpg": 1,
+    "biden.jpg": 1,
+    "single_face.jpg": 1,
+}
+# Frames sampled per negative video: bigbuckbunny's bunny is in most of its 132 frames.
+NEGATIVE_VIDEO_SAMPLES = {"no_face.mp4": 10, "bigbuckbunny.mp4": 33}
+SAME_PERSON_MIN_COSINE = 0.4  # ArcFace: same identity, different photos, is comfortably above this
+
+
+@pytest.fixture(scope="module")
+def detector() -> RetinaFaceDetector:
+    if not DETECTOR_MODEL.is_file():
+        pytest.skip(f"{DETECTOR_MODEL} missing; run `make models`")
+    return RetinaFaceDetector(OnnxBackend(DETECTOR_MODEL, name="retinaface", threads=2), RetinaFaceSettings())
+
+
+def _image(name: str) -> np.ndarray:
+    image = cv2.imread(str(MEDIA / name))
+    if image is None:
+        pytest.skip(f"{MEDIA / name} missing or unreadable")
+    return image
+
+
+def _sampled_frames(name: str, count: int) -> Iterator[np.ndarray]:
+    capture = cv2.VideoCapture(str(MEDIA / name))
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    if total <= 0:
+        pytest.skip(f"{MEDIA / name} missing or unreadable")
+    wanted = set(np.linspace(0, total - 1, count).astype(int).tolist())
+    try:
+        for index in range(total):  # sequential read: seeking is slow and inexact on some codecs
+            ok, frame = capture.read()
+            if not ok:
+                break
+            if index in wanted:
+                yield frame
+    finally:
+        capture.release()
+
+
+def test_model_output_matches_prior_layout(detector: RetinaFaceDetector) -> None:
+    backend = OnnxBackend(DETECTOR_MODEL, name="retinaface", threads=1)
+    loc, conf, landmarks = backend.infer(np.zeros((1, 3, 75, 101), np.float32))
+    assert loc.shape == (1, prior_boxes(75, 101).shape[0], 4)
+    assert conf.shape[2] == 2 and landmarks.shape[2] == 10
+
+
+@pytest.mark.parametrize(("name", "expected"), sorted(EXPECTED_FACES.items()))
+def test_counts_faces_in_photos(detector: RetinaFaceDetector, name: str, expected: int) -> None:
+    image = _image(name)
+    dets = detector.detect(image)
+    assert len(dets) == expected, f"{name}: scores {dets.scores.round(3).tolist()}"
+    height, width = image.shape[:2]
+    assert (dets.xyxy >= 0).all() and (dets.xyxy[:, [0, 2]] <= width).all() and (dets.xyxy[:, [1, 3]] <= height).all()
+    # Landmarks of a real face lie inside (or just around) its box, eyes above the mouth.
+    boxes, points = dets.xyxy, dets.landmarks
+    margin = 0.1 * (boxes[:, 2:] - boxes[:, :2])
+    assert (points >= (boxes[:, None, :2] - margin[:, None])).all()
+    assert (points <= (boxes[:, None, 2:] + margin[:, None])).all()
+    assert (points[:, :2, 1].max(axis=1) < points[:, 3:, 1].min(axis=1)).all()
+    assert (points[:, 0, 0] < points[:, 1, 0]).all()  # left eye is left in the image
+
+
+@pytest.mark.parametrize(("name", "count"), sorted(NEGATIVE_VIDEO_SAMPLES.items()))
+def test_no_faces_in_videos_without_people(detector: RetinaFaceDetector, name: str, count: int) -> None:
+    frames = list(_sampled_frames(name, count))
+    assert len(frames) >= count - 1
+    found = [(i, d.scores.round(3).tolist()) for i, d in enumerate(detector.detect_batch(frames)) if len(d)]
+    assert found == [], f"{name}: false positives (frame, scores) {found}"
+
+
+def _assert_same(a: Detections, b: Detections) -> None:
+    assert len(a) == len(b)
+    np.testing.assert_allclose(a.xyxy, b.xyxy, atol=0.5)
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-3)
+    np.testing.assert_allclose(a.landmarks, b.landmarks, atol=0.5)
+
+
+def test_batch_equals_single(detector: RetinaFaceDetector) -> None:
+    video = list(_sampled_frames("single_face.mp4", 3))
+    frames = [video[0], _image("multi_face.jpg"), video[1], _image("t1.jpg"), video[2]]
+    batched = detector.detect_batch(frames)
+    assert len(batched) == len(frames)
+    for frame, dets in zip(frames, batched, strict=True):
+        _assert_same(dets, detector.detect(frame))
+    assert [len(d) for d in batched] == [1, 5, 1, 6, 1]
+
+
+def _embed(backend: OnnxBackend, crops: np.ndarray) -> np.ndarray:
+    batch = ((crops.astype(np.float32) - 127.0) / 128.0).transpose(0, 3, 1, 2)
+    embeddings = backend.infer(np.ascontiguousarray(batch))[0]
+    return embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+
+
+def test_aligned_crops_identify_the_same_person(detector: RetinaFaceDetector) -> None:
+    if not EMBEDDER_MODEL.is_file():
+        pytest.skip(f"{EMBEDDER_MODEL} missing; run `make models`")
+    embedder = OnnxBackend(EMBEDDER_MODEL, name="arcface", threads=2)
+    crops = []
+    for name in ("obama.jpg", "obama2.jpg", "biden.jpg"):
+        image = _image(name)
+        dets = detector.detect(image)
+        assert len(dets) == 1
+        crops.append(align_faces(image, dets)[0])
+    obama, obama2, biden = _embed(embedder, np.stack(crops))
+    same, different = float(obama @ obama2), float(obama @ biden)
+    assert same > SAME_PERSON_MIN_COSINE, f"same person cosine {same:.3f}"
+    assert same > different, f"same {same:.3f} <= different {different:.3f}"
