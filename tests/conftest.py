@@ -53,3 +53,13 @@ def stubs(stack: LocalStack) -> Iterator[dict[str, object]]:
     }
     for channel in channels.values():
         channel.close()
+
+
+@pytest.fixture(scope="session")
+def sample_episode(media: Path, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's sample episode (seed 0) with its ground truth and enrolment images."""
+    from services.evaluation.sample_episode import build_episode
+
+    out = tmp_path_factory.mktemp("sample")
+    build_episode(media, out, seed=0, model_path=settings.model_dir / "retinaface_mnet025.onnx")
+    return out

@@ -267,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample = sub.add_parser("sample", help="build the sample episode with ground truth")
     sample.add_argument("--media", type=Path, required=True)
     sample.add_argument("--out", type=Path, required=True)
-    sample.add_argument("--seed", type=int, default=7)
+    sample.add_argument("--seed", type=int, default=0)
     sample.set_defaults(func=cmd_sample)
     return parser
 

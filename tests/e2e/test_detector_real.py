@@ -45,14 +45,14 @@ SAME_PERSON_MIN_COSINE = 0.4  # ArcFace: same identity, different photos, is com
 @pytest.fixture(scope="module")
 def detector() -> RetinaFaceDetector:
     if not DETECTOR_MODEL.is_file():
-        pytest.skip(f"{DETECTOR_MODEL} missing; run `make models`")
+        pytest.fail(f"{DETECTOR_MODEL} missing; run `make models`")
     return RetinaFaceDetector(OnnxBackend(DETECTOR_MODEL, name="retinaface", threads=2), RetinaFaceSettings())
 
 
 def _image(name: str) -> np.ndarray:
     image = cv2.imread(str(MEDIA / name))
     if image is None:
-        pytest.skip(f"{MEDIA / name} missing or unreadable")
+        pytest.fail(f"{MEDIA / name} missing or unreadable")
     return image
 
 
@@ -60,7 +60,7 @@ def _sampled_frames(name: str, count: int) -> Iterator[np.ndarray]:
     capture = cv2.VideoCapture(str(MEDIA / name))
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     if total <= 0:
-        pytest.skip(f"{MEDIA / name} missing or unreadable")
+        pytest.fail(f"{MEDIA / name} missing or unreadable")
     wanted = set(np.linspace(0, total - 1, count).astype(int).tolist())
     try:
         for index in range(total):  # sequential read: seeking is slow and inexact on some codecs
@@ -129,7 +129,7 @@ def _embed(backend: OnnxBackend, crops: np.ndarray) -> np.ndarray:
 
 def test_aligned_crops_identify_the_same_person(detector: RetinaFaceDetector) -> None:
     if not EMBEDDER_MODEL.is_file():
-        pytest.skip(f"{EMBEDDER_MODEL} missing; run `make models`")
+        pytest.fail(f"{EMBEDDER_MODEL} missing; run `make models`")
     embedder = OnnxBackend(EMBEDDER_MODEL, name="arcface", threads=2)
     crops = []
     for name in ("obama.jpg", "obama2.jpg", "biden.jpg"):

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def episode(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     if not MODEL.is_file() or not all((MEDIA / name).is_file() for name in EPISODE_MEDIA):
-        pytest.skip("real media or RetinaFace model missing under .cache/faceflow")
+        pytest.fail("real media or RetinaFace model missing under .cache/faceflow")
     out = tmp_path_factory.mktemp("episode")
     build_episode(MEDIA, out, seed=3, model_path=MODEL)
     return out, json.loads((out / "ground_truth.json").read_text())
