@@ -10,19 +10,23 @@ BUF := .cache/tools/node_modules/.bin/buf
 
 .PHONY: setup protos models media sample demo test test-fast lint typecheck buf-lint clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-	touch $@
 
-gen/python/faceflow/v1/.built: $(VENV)/.installed $(wildcard protos/faceflow/v1/*.proto)
+# Generated code first: the editable install maps the `faceflow` package only if it exists.
+gen/python/faceflow/v1/.built: $(wildcard protos/faceflow/v1/*.proto) | $(VENV)/bin/python
+	$(PY) -m pip install --quiet --disable-pip-version-check 'grpcio-tools==1.81.*' 'mypy-protobuf>=3.6' 'protobuf>=6.33,<7'
 	rm -rf gen/python && mkdir -p gen/python
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m grpc_tools.protoc -Iprotos \
 	  --python_out=gen/python --grpc_python_out=gen/python \
 	  --mypy_out=gen/python --mypy_grpc_out=gen/python protos/faceflow/v1/*.proto
 	touch gen/python/faceflow/__init__.py gen/python/faceflow/v1/__init__.py $@
 
-setup: $(VENV)/.installed gen/python/faceflow/v1/.built
+$(VENV)/.installed: pyproject.toml gen/python/faceflow/v1/.built
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
 
 protos: setup
 
@@ -35,12 +39,13 @@ media: setup
 sample: models media
 	$(PY) -m services.evaluation.sample_episode --media $(FACEFLOW_CACHE_DIR)/media --out $(SAMPLE_DIR)
 
-# The main job on a real episode: build the sample, enrol two people from photos that are not in
-# it, run it through the five services, print the screen time and the evaluation.
+# The main job on a real episode: build the sample, enrol the three enrollable people from images
+# that are not in it, run it through the five services, print the screen time and the evaluation.
 demo: sample
 	rm -rf $(DEMO_DIR)
 	$(VENV)/bin/faceflow --data-root $(DEMO_DIR) facebank add --name "Barack Obama" $(SAMPLE_DIR)/enrol/obama/*
 	$(VENV)/bin/faceflow --data-root $(DEMO_DIR) facebank add --name "Pexels woman" $(SAMPLE_DIR)/enrol/pexels_woman/*
+	$(VENV)/bin/faceflow --data-root $(DEMO_DIR) facebank add --name "Single-face clip man" $(SAMPLE_DIR)/enrol/single_face_man/*
 	$(VENV)/bin/faceflow --data-root $(DEMO_DIR) run $(SAMPLE_DIR)/episode.mp4 --episode sample
 	$(VENV)/bin/faceflow --data-root $(DEMO_DIR) eval sample --ground-truth $(SAMPLE_DIR)/ground_truth.json
 

@@ -41,7 +41,8 @@ class Detections:
     xyxy: np.ndarray
     scores: np.ndarray
     landmarks: np.ndarray
-    confident: np.ndarray | None = None
+    # None at construction means "all confident"; always an array after __post_init__.
+    confident: np.ndarray = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         xyxy = _as_readonly_float32(self.xyxy, "xyxy")
@@ -106,9 +107,11 @@ class Detections:
                 rows = rows.astype(np.intp)
             elif not np.issubdtype(rows.dtype, np.integer):
                 raise ValueError(f"index array must be boolean or integer, got dtype {rows.dtype}")
-        confident = self.confident if self.confident is not None else np.ones(len(self), bool)
         return Detections(
-            xyxy=self.xyxy[rows], scores=self.scores[rows], landmarks=self.landmarks[rows], confident=confident[rows]
+            xyxy=self.xyxy[rows],
+            scores=self.scores[rows],
+            landmarks=self.landmarks[rows],
+            confident=self.confident[rows],
         )
 
     @property

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from services.orchestrator.backfill import BackfillSettings, backfill_tracks
+from services.orchestrator.face_table import FaceTableBuilder
+from services.orchestrator.sampler import SamplerSettings, TrackSampler
+
+
+def _table(faces: list[tuple[int, float, int, bool]], frames: range, cuts: tuple[int, ...] = ()):  # type: ignore[no-untyped-def]
+    """faces: (frame, x, track_id, candidate) for 20x20 boxes at (x, 100)."""
+    builder = FaceTableBuilder()
+    builder.frames.extend(frames)
+    builder.cut_frames.extend(cuts)
+    for frame, x, track, candidate in faces:
+        builder.add(frame, [x, 100, x + 20, 120], 0.6 if candidate else 0.95, 0.5, [0.0] * 10, track, candidate)
+    return builder.build(np.zeros(0, np.int64), np.zeros((0, 512), np.float32))
+
+
+def test_backfill_walks_back_through_weak_detections_with_velocity_and_short_gaps() -> None:
+    # A face moving 8 px/frame, weakly detected in frames 0-9 (frame 4 missing), tracked from 10.
+    weak = [(f, 8.0 * f, 0, True) for f in range(10) if f != 4]
+    tracked = [(f, 8.0 * f, 7, False) for f in range(10, 15)]
+    table = _table(weak + tracked, range(15))
+    ids = backfill_tracks(table, fps=25)
+    assert set(ids[: len(weak)]) == {7}
+
+
+def test_backfill_stops_at_a_cut_and_at_long_gaps() -> None:
+    before_cut = [(f, 50.0, 0, True) for f in range(0, 5)]
+    tracked = [(f, 50.0, 3, False) for f in range(5, 10)]
+    table = _table(before_cut + tracked, range(10), cuts=(5,))
+    assert set(backfill_tracks(table, fps=25)[:5]) == {0}
+    far = [(0, 50.0, 0, True)]  # 20 frames (0.8 s) before the track: beyond the 0.3 s gap
+    table = _table(far + [(f, 50.0, 3, False) for f in range(21, 25)], [0, *range(1, 25)])
+    assert backfill_tracks(table, fps=25)[0] == 0
+
+
+def test_backfill_extends_forward_and_never_steals_other_faces() -> None:
+    tracked = [(f, 50.0, 1, False) for f in range(0, 5)]
+    weak_same = [(f, 52.0, 0, True) for f in range(5, 9)]
+    other = [(f, 400.0, 0, True) for f in range(5, 9)]  # another face far away
+    table = _table(tracked + weak_same + other, range(9))
+    ids = backfill_tracks(table, fps=25)
+    assert set(ids[5:9]) == {1} and set(ids[9:13]) == {0}
+
+
+def test_backfill_settings_are_validated() -> None:
+    with pytest.raises(ValueError, match="min_iou"):
+        BackfillSettings(min_iou=0)
+
+
+def test_sampler_keeps_the_best_face_per_track_and_window() -> None:
+    sampler = TrackSampler(fps=10, settings=SamplerSettings(window_s=0.5))  # 5-frame windows
+    out: list[tuple[int, bytes]] = []
+    qualities = [0.2, 0.9, 0.5, 0.1, 0.3, 0.4, 0.8, 0.6]
+    for frame, quality in enumerate(qualities):
+        out += sampler.add(track_id=1, frame=frame, row=frame, quality=quality, crop=bytes([frame]))
+        out += sampler.add(track_id=2, frame=frame, row=100 + frame, quality=1 - quality, crop=b"x")
+    out += sampler.flush()
+    rows = sorted(row for row, _ in out)
+    assert rows == [1, 6, 103, 105]  # best of frames 0-4 and 5-7: track 1 frames 1, 6; track 2 frames 3, 5
+    assert dict(out)[1] == bytes([1])

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from faceflow.v1 import orchestrator_pb2
+
+from services.common.config import Settings
+from services.common.errors import Cancelled, InvalidArgument, NotFound
+from services.common.ids import validate_id
+from services.orchestrator.jobs import JobManager
+from services.orchestrator.pipeline import ProgressEvent
+
+
+@pytest.mark.parametrize("good", ["ep1", "S01E02", "a.b_c-d", "x" * 64])
+def test_valid_ids(good: str) -> None:
+    assert validate_id("episode", good) == good
+
+
+@pytest.mark.parametrize("bad", ["", "../x", "a/b", ".hidden", "-x", "x" * 65, "a b", "é"])
+def test_invalid_ids_name_the_problem(bad: str) -> None:
+    with pytest.raises(InvalidArgument, match="episode id"):
+        validate_id("episode", bad)
+
+
+def test_settings_precedence_flag_over_env_over_default(tmp_path: Path) -> None:
+    env = {"FACEFLOW_DATA_ROOT": str(tmp_path / "env"), "FACEFLOW_MODEL_THREADS": "2"}
+    assert Settings.from_env(env).data_root == tmp_path / "env"
+    assert Settings.from_env(env, data_root=str(tmp_path / "flag")).data_root == tmp_path / "flag"
+    assert Settings.from_env({}).data_root == Path("data")
+    assert Settings.from_env(env).model_threads == 2
+    with pytest.raises(InvalidArgument, match="model_threads"):
+        Settings.from_env({"FACEFLOW_MODEL_THREADS": "many"})
+    with pytest.raises(InvalidArgument, match="device"):
+        Settings.from_env({"FACEFLOW_DEVICE": "tpu"})
+
+
+def _wait(manager: JobManager, job_id: str) -> orchestrator_pb2.Progress:
+    return list(manager.watch(job_id, lambda: True))[-1]
+
+
+def test_jobs_are_idempotent_per_key_and_report_progress() -> None:
+    calls = []
+
+    def run(job, report, cancelled):  # type: ignore[no-untyped-def]
+        calls.append(job.job_id)
+        report(ProgressEvent(orchestrator_pb2.STAGE_DETECT_TRACK, 5, 10, 2.0, 2.5, 1))
+        return orchestrator_pb2.RunSummary(run_id="r1")
+
+    manager = JobManager(run, lambda: {"device": "cpu"})
+    first = manager.submit("ep", orchestrator_pb2.RunOptions(), "k")
+    second = manager.submit("ep", orchestrator_pb2.RunOptions(), "k")
+    assert first.job_id == second.job_id
+    final = _wait(manager, first.job_id)
+    assert final.state == orchestrator_pb2.JOB_STATE_SUCCEEDED and final.summary.run_id == "r1"
+    assert final.device == "cpu" and calls == [first.job_id]
+    third = manager.submit("ep", orchestrator_pb2.RunOptions(), "")
+    assert third.job_id != first.job_id
+    with pytest.raises(NotFound):
+        manager.get("job-unknown")
+
+
+def test_validation_failure_creates_no_job_and_cancel_stops_a_job() -> None:
+    started = threading.Event()
+
+    def run(job, report, cancelled):  # type: ignore[no-untyped-def]
+        started.set()
+        while not cancelled.is_set():
+            time.sleep(0.01)
+        raise Cancelled("the job was cancelled")
+
+    def validate(ep_id: str, options: orchestrator_pb2.RunOptions) -> None:
+        if ep_id == "missing":
+            raise NotFound("episode 'missing' does not exist")
+
+    manager = JobManager(run, dict, validate)
+    with pytest.raises(NotFound):
+        manager.submit("missing", orchestrator_pb2.RunOptions(), "")
+    assert manager.list() == []
+    job = manager.submit("ep", orchestrator_pb2.RunOptions(), "")
+    assert started.wait(5)
+    manager.cancel(job.job_id)
+    assert _wait(manager, job.job_id).state == orchestrator_pb2.JOB_STATE_CANCELLED
