@@ -178,11 +178,11 @@ def cmd_episodes_show(args: argparse.Namespace) -> int:
 def cmd_episodes_delete(args: argparse.Namespace) -> int:
     with session(args, ("storage",)) as s, translate_rpc_errors("storage"):
         result = s.storage.DeleteEpisode(
-            storage_pb2.DeleteEpisodeRequest(ep_id=args.episode, include_remote=args.include_remote)
+            storage_pb2.DeleteEpisodeRequest(ep_id=args.episode, include_s3=args.include_s3)
         )
     print(
         f"deleted {args.episode}: {result.local_dirs_removed} local dir(s), "
-        f"{result.remote_objects_removed} remote object(s)"
+        f"{result.s3_objects_removed} S3 object(s)"
     )
     return 0
 
@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=cmd_episodes_show)
     delete = episodes.add_parser("delete")
     delete.add_argument("episode")
-    delete.add_argument("--include-remote", action="store_true", help="also delete object-store artifacts")
+    delete.add_argument("--include-s3", action="store_true", help="also delete object-store artifacts")
     delete.set_defaults(func=cmd_episodes_delete)
 
     ev = sub.add_parser("eval", help="score a run against ground truth")

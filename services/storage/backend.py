@@ -32,23 +32,49 @@ def validate_artifact_name(name: str) -> str:
 
 
 class StorageBackend(Protocol):
+    """Episodes, run artifacts and the facebank. Every method raises services.common.errors on bad
+    input (InvalidArgument for malformed ids/names, NotFound for unknown things) before touching data.
+    """
+
     def create_episode(
         self, ep_id: str, source_path: str, video: common_pb2.VideoInfo, show_id: str, replace_video: bool
-    ) -> storage_pb2.Episode: ...
+    ) -> storage_pb2.Episode:
+        """Copy the video at source_path (a local file) into the store; idempotent for the same bytes."""
+        ...
 
-    def get_episode(self, ep_id: str) -> storage_pb2.Episode: ...
+    def get_episode(self, ep_id: str) -> storage_pb2.Episode:
+        """The record; video_uri is readable by the detector (a path, or a presigned URL on S3)."""
+        ...
 
     def list_episodes(self) -> list[storage_pb2.Episode]: ...
 
-    def delete_episode(self, ep_id: str, include_remote: bool) -> tuple[int, int]: ...
+    def delete_episode(self, ep_id: str, include_s3: bool) -> tuple[int, int]:
+        """Remove local caches always, S3 objects only if include_s3: (local dirs, S3 objects) removed."""
+        ...
 
-    def put_artifact(self, ep_id: str, run_id: str, name: str, chunks: Iterable[bytes]) -> storage_pb2.Artifact: ...
+    def put_artifact(self, ep_id: str, run_id: str, name: str, chunks: Iterable[bytes]) -> storage_pb2.Artifact:
+        """Write one artifact of a run atomically (temp + rename locally, one PUT or multipart on S3)."""
+        ...
 
-    def get_artifact(self, ep_id: str, run_id: str, name: str) -> Iterator[bytes]: ...
+    def get_artifact(self, ep_id: str, run_id: str, name: str) -> Iterator[bytes]:
+        """Chunks of an artifact; an empty run_id means the episode's current (published) run."""
+        ...
 
-    def list_artifacts(self, ep_id: str, run_id: str, prefix: str) -> list[storage_pb2.Artifact]: ...
+    def list_artifacts(
+        self, ep_id: str, run_id: str, prefix: str, start_after: str = "", limit: int = 0
+    ) -> list[storage_pb2.Artifact]:
+        """Artifacts of a run whose names start with prefix, sorted by name, names > start_after,
+        at most limit (0: all). An empty run_id means the current run."""
+        ...
 
-    def publish_run(self, ep_id: str, run_id: str) -> storage_pb2.Episode: ...
+    def artifact_url(self, ep_id: str, run_id: str, name: str, expires_s: int) -> str:
+        """An HTTP URL that GETs the artifact until it expires (presigned on S3, signed and served
+        by the storage service locally). Raises NotFound if the artifact does not exist."""
+        ...
+
+    def publish_run(self, ep_id: str, run_id: str) -> storage_pb2.Episode:
+        """Make a finished run (its manifest.json exists) the episode's current outputs, atomically."""
+        ...
 
     def add_person(
         self, show_id: str, name: str, exemplars: list[storage_pb2.Exemplar], append: bool
@@ -58,4 +84,6 @@ class StorageBackend(Protocol):
 
     def get_person(self, show_id: str, person_id: str) -> storage_pb2.Person: ...
 
-    def remove_person(self, show_id: str, person_id: str) -> int: ...
+    def remove_person(self, show_id: str, person_id: str) -> int:
+        """Purge a person's record and exemplars (embeddings and crops: biometric data); count removed."""
+        ...

@@ -136,7 +136,7 @@ class LocalStorage:
             episodes.append(json_format.Parse(record.read_text(), storage_pb2.Episode()))
         return episodes
 
-    def delete_episode(self, ep_id: str, include_remote: bool) -> tuple[int, int]:
+    def delete_episode(self, ep_id: str, include_s3: bool) -> tuple[int, int]:
         directory = self._episode_dir(ep_id)
         with self._lock:
             if not directory.exists():

@@ -35,8 +35,8 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     def DeleteEpisode(
         self, request: storage_pb2.DeleteEpisodeRequest, context: grpc.ServicerContext
     ) -> storage_pb2.DeleteEpisodeResponse:
-        local, remote = self._backend.delete_episode(request.ep_id, request.include_remote)
-        return storage_pb2.DeleteEpisodeResponse(local_dirs_removed=local, remote_objects_removed=remote)
+        local, remote = self._backend.delete_episode(request.ep_id, request.include_s3)
+        return storage_pb2.DeleteEpisodeResponse(local_dirs_removed=local, s3_objects_removed=remote)
 
     def PutArtifact(
         self, request_iterator: Iterator[storage_pb2.PutArtifactRequest], context: grpc.ServicerContext

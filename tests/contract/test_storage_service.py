@@ -72,7 +72,7 @@ def test_episode_lifecycle_and_run_publication(stubs: dict, stack: LocalStack, m
     ids = [e.ep_id for e in storage.ListEpisodes(storage_pb2.ListEpisodesRequest()).episodes]
     assert "store-1" in ids
     deleted = storage.DeleteEpisode(storage_pb2.DeleteEpisodeRequest(ep_id="store-1"))
-    assert (deleted.local_dirs_removed, deleted.remote_objects_removed) == (1, 0)
+    assert (deleted.local_dirs_removed, deleted.s3_objects_removed) == (1, 0)
     assert not (stack.data_root / "episodes" / "store-1").exists()
     expect_status(
         grpc.StatusCode.NOT_FOUND,
