@@ -180,10 +180,37 @@ def cmd_episodes_delete(args: argparse.Namespace) -> int:
         result = s.storage.DeleteEpisode(
             storage_pb2.DeleteEpisodeRequest(ep_id=args.episode, include_s3=args.include_s3)
         )
+    print(f"deleted {args.episode}: {result.local_dirs_removed} local dir(s), {result.s3_objects_removed} S3 object(s)")
+    return 0
+
+
+def cmd_episodes_delete_all(args: argparse.Namespace) -> int:
+    with session(args, ("storage",)) as s, translate_rpc_errors("storage"):
+        result = s.storage.DeleteAllEpisodes(
+            storage_pb2.DeleteAllEpisodesRequest(confirm=args.confirm, include_s3=args.include_s3)
+        )
     print(
-        f"deleted {args.episode}: {result.local_dirs_removed} local dir(s), "
+        f"deleted {result.episodes_deleted} episode(s): {result.local_dirs_removed} local dir(s), "
         f"{result.s3_objects_removed} S3 object(s)"
     )
+    return 0
+
+
+def cmd_episodes_crops(args: argparse.Namespace) -> int:
+    with session(args, ("storage",)) as s, translate_rpc_errors("storage"):
+        page = s.storage.ListTrackCrops(
+            storage_pb2.ListTrackCropsRequest(
+                ep_id=args.episode,
+                track_id=args.track,
+                sample=args.sample,
+                limit=args.limit,
+                start_after=args.start_after,
+            )
+        )
+    for item in page.items:
+        print(f"{item.frame_idx:>7} {item.ts:9.3f}s {item.width}x{item.height} {item.key} {item.url}")
+    if page.next_start_after:
+        print(f"more: --start-after {page.next_start_after}")
     return 0
 
 
@@ -257,6 +284,18 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("episode")
     delete.add_argument("--include-s3", action="store_true", help="also delete object-store artifacts")
     delete.set_defaults(func=cmd_episodes_delete)
+
+    delete_all = episodes.add_parser("delete-all", help="delete every episode (needs the confirmation phrase)")
+    delete_all.add_argument("--confirm", required=True, help='exactly "delete all episodes"')
+    delete_all.add_argument("--include-s3", action="store_true", help="also delete the episodes' S3 objects")
+    delete_all.set_defaults(func=cmd_episodes_delete_all)
+    crops = episodes.add_parser("crops", help="list a track's saved face crops with URLs")
+    crops.add_argument("episode")
+    crops.add_argument("track", type=int)
+    crops.add_argument("--sample", type=int, default=1, help="every Nth crop")
+    crops.add_argument("--limit", type=int, default=100, help="items per page (max 500)")
+    crops.add_argument("--start-after", default="", help="cursor from the previous page")
+    crops.set_defaults(func=cmd_episodes_crops)
 
     ev = sub.add_parser("eval", help="score a run against ground truth")
     ev.add_argument("run", help="run directory or episode id")

@@ -16,6 +16,7 @@ from services.common.errors import InvalidArgument
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENV_PREFIX = "FACEFLOW_"
 DEVICES = ("cpu", "cuda")
+STORAGE_BACKENDS = ("local", "s3")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class Settings:
     storage_addr: str = ""
     orchestrator_addr: str = ""
     log_level: str = "info"
+    # Where storage keeps things: "local" (data_root) or "s3" (FACEFLOW_S3_* settings, AWS credential chain).
+    storage_backend: str = "local"
     # Intra-op threads per model session; 0 = all cores.
     model_threads: int = 0
 
@@ -75,6 +78,10 @@ class Settings:
         settings = replace(settings, **converted)  # type: ignore[arg-type]
         if settings.device not in DEVICES:
             raise InvalidArgument(f"device must be one of {', '.join(DEVICES)}, got {settings.device!r}")
+        if settings.storage_backend not in STORAGE_BACKENDS:
+            raise InvalidArgument(
+                f"storage_backend must be one of {', '.join(STORAGE_BACKENDS)}, got {settings.storage_backend!r}"
+            )
         if settings.model_threads < 0:
             raise InvalidArgument(f"model_threads must be >= 0, got {settings.model_threads}")
         return settings

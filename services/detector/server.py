@@ -18,6 +18,7 @@ from services.common.detections import Detections
 from services.common.errors import InvalidArgument
 from services.common.face_quality import face_quality
 from services.common.warm import WarmValue
+from services.detector.display_crops import display_crop_jpeg
 from services.detector.retinaface import RetinaFaceDetector
 from services.detector.shots import ShotCutDetector
 from services.detector.video import VideoProbe, iter_frames, probe_video
@@ -50,7 +51,9 @@ def probe_to_proto(probe: VideoProbe) -> common_pb2.VideoInfo:
     )
 
 
-def faces_to_proto(frame_bgr: np.ndarray, detections: Detections, include_crops: bool) -> list[common_pb2.Face]:
+def faces_to_proto(
+    frame_bgr: np.ndarray, detections: Detections, include_crops: bool, include_display_crops: bool = False
+) -> list[common_pb2.Face]:
     crops = align_faces(frame_bgr, detections) if len(detections) else np.zeros((0, 112, 112, 3), np.uint8)
     faces = []
     for i in range(len(detections)):
@@ -64,6 +67,7 @@ def faces_to_proto(frame_bgr: np.ndarray, detections: Detections, include_crops:
                 aligned_crop_bgr=crops[i].tobytes() if include_crops else b"",
                 quality=quality.score,
                 candidate=not bool(detections.confident[i]),
+                display_crop_jpeg=display_crop_jpeg(frame_bgr, box) if include_display_crops else b"",
             )
         )
     return faces
@@ -138,7 +142,9 @@ class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
                         frame=common_pb2.FrameDetections(
                             frame_index=index,
                             timestamp_s=index / probe.fps,
-                            faces=faces_to_proto(frame, detections, request.include_crops),
+                            faces=faces_to_proto(
+                                frame, detections, request.include_crops, request.include_display_crops
+                            ),
                             shot_boundary=cut,
                         )
                     )

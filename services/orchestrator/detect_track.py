@@ -19,6 +19,7 @@ from faceflow.v1 import common_pb2, detector_pb2, embedder_pb2, tracker_pb2
 
 from services.common.errors import Cancelled, FailedPrecondition
 from services.common.grpc_errors import translate_rpc_errors
+from services.orchestrator.artifacts import CropSaver
 from services.orchestrator.clients import ServiceClients
 from services.orchestrator.face_table import FaceTable, FaceTableBuilder
 from services.orchestrator.sampler import SamplerSettings, TrackSampler
@@ -39,6 +40,9 @@ class StreamOptions:
     tracker: str
     det_score_threshold: float
     sampler: SamplerSettings
+    ep_id: str = ""
+    run_id: str = ""
+    save_crops: bool = False
 
 
 @dataclass
@@ -55,6 +59,7 @@ class StreamResult:
     embedding_model_id: str
     detect_track_s: float
     embed_s: float
+    crops_saved: int = 0
 
 
 class _EmbedQueue:
@@ -153,7 +158,16 @@ def detect_track_embed(
     started = time.monotonic()
     builder = FaceTableBuilder()
     embeds = _EmbedQueue(clients)
-    sampler = TrackSampler(options.fps, options.sampler)
+    sampler: TrackSampler[tuple[bytes, bytes]] = TrackSampler(options.fps, options.sampler)
+    crops = CropSaver(clients, options.ep_id, options.run_id, options.fps) if options.save_crops else None
+
+    def take(samples: list[tuple[int, tuple[bytes, bytes]]]) -> None:
+        """Embed the sampled faces; save their display crops for reviewers."""
+        embeds.add([(row, aligned) for row, (aligned, _) in samples])
+        if crops is not None:
+            for row, (_, display) in samples:
+                crops.add(builder.track_of(row), builder.frame_of(row), display)
+
     session = _TrackerSession(
         clients,
         tracker_pb2.TrackerConfig(tracker=options.tracker, fps=options.fps, frame_stride=options.stride),
@@ -165,6 +179,7 @@ def detect_track_embed(
             stride=options.stride,
             include_crops=True,
             include_candidates=True,
+            include_display_crops=options.save_crops,
             score_threshold=options.det_score_threshold,
         )
     )
@@ -193,19 +208,25 @@ def detect_track_embed(
                     )
                     if track_id:  # untracked faces (unconfirmed, low score) join no identity
                         track_ids.add(track_id)
-                        embeds.add(sampler.add(track_id, frame.frame_index, row, face.quality, face.aligned_crop_bgr))
+                        sample = (face.aligned_crop_bgr, face.display_crop_jpeg)
+                        take(sampler.add(track_id, frame.frame_index, row, face.quality, sample))
                 now = time.monotonic()
                 if now - last_report >= PROGRESS_INTERVAL_S:
                     last_report = now
                     report(StreamProgress(len(builder.frames), frames_total, now - started, len(track_ids)))
         detect_track_s = time.monotonic() - started
-        embeds.add(sampler.flush())
+        take(sampler.flush())
         model_id, vectors, embed_s = embeds.results()
+        crops_saved = crops.finish() if crops is not None else 0
     except BaseException:
         detect_call.cancel()
         embeds.abandon()
+        if crops is not None:
+            crops.abandon()
         raise
     finally:
         session.close()
     report(StreamProgress(len(builder.frames), frames_total, time.monotonic() - started, len(track_ids)))
-    return StreamResult(builder.build(np.asarray(embeds.rows, np.int64), vectors), model_id, detect_track_s, embed_s)
+    return StreamResult(
+        builder.build(np.asarray(embeds.rows, np.int64), vectors), model_id, detect_track_s, embed_s, crops_saved
+    )

@@ -43,6 +43,12 @@ class FaceTableBuilder:
         self._candidate.append(candidate)
         return len(self._frame) - 1
 
+    def frame_of(self, row: int) -> int:
+        return self._frame[row]
+
+    def track_of(self, row: int) -> int:
+        return self._track[row]
+
     def build(self, embedding_rows: np.ndarray, embeddings: np.ndarray) -> FaceTable:
         n = len(self._frame)
         return FaceTable(

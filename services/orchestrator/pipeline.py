@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.grpc_errors import translate_rpc_errors
 from services.common.ids import validate_id
 from services.orchestrator import outputs
+from services.orchestrator.artifacts import upload_artifact
 from services.orchestrator.backfill import BackfillSettings, backfill_tracks
 from services.orchestrator.clients import ServiceClients
 from services.orchestrator.detect_track import StreamOptions, StreamProgress, detect_track_embed
@@ -41,7 +42,6 @@ DEFAULT_STRIDE = 1
 # Stride upper bound: beyond ~2 s between samples tracking by IoU is meaningless.
 MAX_STRIDE = 60
 DETECTORS = ("retinaface",)
-UPLOAD_CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ class RunSettings:
     screen_time: ScreenTimeSettings = field(default_factory=ScreenTimeSettings)
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
     backfill: BackfillSettings = field(default_factory=BackfillSettings)
+    save_crops: bool = True
 
     @classmethod
     def from_options(cls, options: orchestrator_pb2.RunOptions) -> RunSettings:
@@ -85,6 +86,7 @@ class RunSettings:
             tracker=tracker,
             det_score_threshold=options.det_score_threshold,
             show_id=validate_id("show", options.show_id or "default"),
+            save_crops=not options.skip_crops,
             clustering=clustering,
         )
 
@@ -115,16 +117,6 @@ def validate_episode(clients: ServiceClients, ep_id: str) -> storage_pb2.Episode
     except (InvalidArgument, FailedPrecondition) as error:
         raise FailedPrecondition(f"the video of episode {ep_id!r} cannot be read: {error}") from None
     return episode
-
-
-def _upload(clients: ServiceClients, ep_id: str, run_id: str, name: str, data: bytes) -> None:
-    def messages() -> Iterator[storage_pb2.PutArtifactRequest]:
-        yield storage_pb2.PutArtifactRequest(ref=storage_pb2.ArtifactRef(ep_id=ep_id, run_id=run_id, name=name))
-        for start in range(0, len(data), UPLOAD_CHUNK):
-            yield storage_pb2.PutArtifactRequest(chunk=data[start : start + UPLOAD_CHUNK])
-
-    with translate_rpc_errors("storage"):
-        clients.storage.PutArtifact(messages())
 
 
 def _model_info(clients: ServiceClients) -> dict[str, Any]:
@@ -171,6 +163,9 @@ def run_episode(
             settings.tracker,
             settings.det_score_threshold,
             settings.sampler,
+            ep_id=ep_id,
+            run_id=run_id,
+            save_crops=settings.save_crops,
         ),
         on_stream,
         cancelled,
@@ -212,7 +207,7 @@ def run_episode(
         ),
     }
     for name, data in files.items():
-        _upload(clients, ep_id, run_id, name, data)
+        upload_artifact(clients, ep_id, run_id, name, data)
     timings["write_s"] = time.monotonic() - t0
     timings["total_s"] = time.monotonic() - started
     manifest = {
@@ -228,6 +223,7 @@ def run_episode(
             "shot_cuts": len(faces.cut_frames),
             "faces": len(faces.faces()),
             "faces_embedded": len(faces.embedding_row),
+            "crops_saved": stream.crops_saved,
             "tracks": len(faces.track_ids()),
             "identities": len(result.identities),
             "facebank_exemplars_used": result.facebank_exemplars_used,
@@ -237,7 +233,7 @@ def run_episode(
         "artifacts": sorted(files),
     }
     # The manifest is written last and the run published after it: readers never see a partial run.
-    _upload(clients, ep_id, run_id, outputs.MANIFEST, outputs.manifest_json(manifest))
+    upload_artifact(clients, ep_id, run_id, outputs.MANIFEST, outputs.manifest_json(manifest))
     with translate_rpc_errors("storage"):
         clients.storage.PublishRun(storage_pb2.PublishRunRequest(ep_id=ep_id, run_id=run_id))
     return orchestrator_pb2.RunSummary(

@@ -8,6 +8,9 @@ window of `window_s` and embed only those; clustering uses the quality-weighted 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -23,22 +26,22 @@ class SamplerSettings:
 
 
 @dataclass
-class _Window:
+class _Window(Generic[T]):
     start_frame: int
     best_quality: float
     best_row: int
-    best_crop: bytes
+    best_crop: T
 
 
 @dataclass
-class TrackSampler:
-    """Feed every tracked face in frame order; collect (row, crop) pairs to embed."""
+class TrackSampler(Generic[T]):
+    """Feed every tracked face in frame order with its payload (crops); collect (row, payload) samples."""
 
     fps: float
     settings: SamplerSettings = field(default_factory=SamplerSettings)
-    _open: dict[int, _Window] = field(default_factory=dict)
+    _open: dict[int, _Window[T]] = field(default_factory=dict)
 
-    def add(self, track_id: int, frame: int, row: int, quality: float, crop: bytes) -> list[tuple[int, bytes]]:
+    def add(self, track_id: int, frame: int, row: int, quality: float, crop: T) -> list[tuple[int, T]]:
         """Returns the samples that became final (a window closed); usually none."""
         window_frames = self.settings.window_s * self.fps
         current = self._open.get(track_id)
@@ -49,7 +52,7 @@ class TrackSampler:
             current.best_quality, current.best_row, current.best_crop = quality, row, crop
         return []
 
-    def flush(self) -> list[tuple[int, bytes]]:
+    def flush(self) -> list[tuple[int, T]]:
         """Close every open window (end of stream)."""
         done = [(w.best_row, w.best_crop) for w in self._open.values()]
         self._open.clear()

@@ -25,9 +25,10 @@ from pathlib import Path
 from faceflow.v1 import common_pb2, storage_pb2
 from google.protobuf import json_format
 
-from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from services.common.errors import AlreadyExists, FaceflowError, FailedPrecondition, InvalidArgument, NotFound
 from services.common.ids import validate_id
 from services.storage.backend import DEFAULT_SHOW, validate_artifact_name
+from services.storage.file_server import UrlSigner
 
 CHUNK_BYTES = 1024 * 1024
 EPISODE_RECORD = "episode.json"
@@ -67,9 +68,15 @@ def _person_id(name: str) -> str:
     return slug
 
 
+URL_PREFIX = "/artifacts/"
+
+
 class LocalStorage:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, signer: UrlSigner | None = None, base_url: str = "") -> None:
         self.root = root.resolve()
+        self._signer = signer or UrlSigner()
+        # Set by the storage service once its file server is bound (artifact_url needs it).
+        self.base_url = base_url
         (self.root / "episodes").mkdir(parents=True, exist_ok=True)
         (self.root / "facebank").mkdir(parents=True, exist_ok=True)
         # Guards read-modify-write of records within this process (one storage replica per data root).
@@ -171,23 +178,53 @@ class LocalStorage:
         with path.open("rb") as stream:
             yield from iter(lambda: stream.read(CHUNK_BYTES), b"")
 
-    def list_artifacts(self, ep_id: str, run_id: str, prefix: str) -> list[storage_pb2.Artifact]:
+    def list_artifacts(
+        self, ep_id: str, run_id: str, prefix: str, start_after: str = "", limit: int = 0
+    ) -> list[storage_pb2.Artifact]:
         episode = self.get_episode(ep_id)
         run_id = run_id or episode.current_run_id
         if not run_id:
             return []
         run_dir = self._run_dir(ep_id, run_id)
-        found = []
-        for path in sorted(run_dir.rglob("*")):
-            name = path.relative_to(run_dir).as_posix()
-            if path.is_file() and not path.name.startswith(".") and name.startswith(prefix):
-                found.append(
-                    storage_pb2.Artifact(
-                        ref=storage_pb2.ArtifactRef(ep_id=ep_id, run_id=run_id, name=name),
-                        size_bytes=path.stat().st_size,
-                    )
-                )
-        return found
+        # Walk only the folder the prefix names (crops of one track, say), not the whole run.
+        folder = run_dir / prefix.rsplit("/", 1)[0] if "/" in prefix else run_dir
+        names = sorted(
+            path.relative_to(run_dir).as_posix()
+            for path in (folder.rglob("*") if folder.is_dir() else [])
+            if path.is_file() and not path.name.startswith(".")
+        )
+        names = [n for n in names if n.startswith(prefix) and n > start_after]
+        if limit > 0:
+            names = names[:limit]
+        return [
+            storage_pb2.Artifact(
+                ref=storage_pb2.ArtifactRef(ep_id=ep_id, run_id=run_id, name=name),
+                size_bytes=(run_dir / name).stat().st_size,
+            )
+            for name in names
+        ]
+
+    def artifact_url(self, ep_id: str, run_id: str, name: str, expires_s: int) -> str:
+        episode = self.get_episode(ep_id)
+        run_id = run_id or episode.current_run_id
+        if not run_id:
+            raise FailedPrecondition(f"episode {ep_id!r} has no completed run yet; run it first")
+        path = self._run_dir(ep_id, run_id) / validate_artifact_name(name)
+        if not path.is_file():
+            raise NotFound(f"artifact {name!r} does not exist in run {run_id!r} of episode {ep_id!r}")
+        if not self.base_url:
+            raise FailedPrecondition("this storage service serves no artifact URLs (its file server is off)")
+        return self._signer.sign(self.base_url, f"{URL_PREFIX}{ep_id}/{run_id}/{name}", expires_s)
+
+    def resolve_url_path(self, url_path: str) -> Path | None:
+        """The file a signed URL path names, or None for anything malformed (never outside the root)."""
+        if not url_path.startswith(URL_PREFIX):
+            return None
+        try:
+            ep_id, run_id, name = url_path.removeprefix(URL_PREFIX).split("/", 2)
+            return self._run_dir(ep_id, run_id) / validate_artifact_name(name)
+        except (ValueError, FaceflowError):
+            return None
 
     def publish_run(self, ep_id: str, run_id: str) -> storage_pb2.Episode:
         """Make a run the current outputs: link its files into the episode folder, manifest.json last."""

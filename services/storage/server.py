@@ -9,6 +9,10 @@ from faceflow.v1 import storage_pb2, storage_pb2_grpc
 
 from services.common.errors import InvalidArgument
 from services.storage.backend import StorageBackend
+from services.storage.crops import list_track_crops
+
+# Typed by a person who means it; the CLI and the web UI ask for it explicitly.
+DELETE_ALL_PHRASE = "delete all episodes"
 
 SERVICE_NAME = storage_pb2.DESCRIPTOR.services_by_name["StorageService"].full_name
 
@@ -38,6 +42,24 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         local, remote = self._backend.delete_episode(request.ep_id, request.include_s3)
         return storage_pb2.DeleteEpisodeResponse(local_dirs_removed=local, s3_objects_removed=remote)
 
+    def DeleteAllEpisodes(
+        self, request: storage_pb2.DeleteAllEpisodesRequest, context: grpc.ServicerContext
+    ) -> storage_pb2.DeleteAllEpisodesResponse:
+        if request.confirm != DELETE_ALL_PHRASE:
+            raise InvalidArgument(f"deleting every episode needs confirm={DELETE_ALL_PHRASE!r}")
+        response = storage_pb2.DeleteAllEpisodesResponse()
+        for episode in self._backend.list_episodes():
+            local, s3 = self._backend.delete_episode(episode.ep_id, request.include_s3)
+            response.episodes_deleted += 1
+            response.local_dirs_removed += local
+            response.s3_objects_removed += s3
+        return response
+
+    def ListTrackCrops(
+        self, request: storage_pb2.ListTrackCropsRequest, context: grpc.ServicerContext
+    ) -> storage_pb2.ListTrackCropsResponse:
+        return list_track_crops(self._backend, request)
+
     def PutArtifact(
         self, request_iterator: Iterator[storage_pb2.PutArtifactRequest], context: grpc.ServicerContext
     ) -> storage_pb2.Artifact:
@@ -66,7 +88,9 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     ) -> storage_pb2.ListArtifactsResponse:
         prefix = request.prefix
         return storage_pb2.ListArtifactsResponse(
-            artifacts=self._backend.list_artifacts(prefix.ep_id, prefix.run_id, prefix.name)
+            artifacts=self._backend.list_artifacts(
+                prefix.ep_id, prefix.run_id, prefix.name, request.start_after, max(0, request.limit)
+            )
         )
 
     def PublishRun(
