@@ -214,6 +214,18 @@ def cmd_episodes_crops(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_episodes_harvest(args: argparse.Namespace) -> int:
+    with session(args) as s:
+        final = render.follow_progress(
+            s.orchestrator.HarvestCrops(orchestrator_pb2.HarvestCropsRequest(ep_id=args.episode, run_id=args.run))
+        )
+    if final.state != orchestrator_pb2.JOB_STATE_SUCCEEDED:
+        render.status(f"error: harvest failed: {final.message}")
+        return EXIT_FAILURE
+    print(f"saved {final.summary.crops_saved} crop(s) for {final.summary.tracks_harvested} track(s) without crops")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from services.evaluation.metrics import evaluate
 
@@ -296,6 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
     crops.add_argument("--limit", type=int, default=100, help="items per page (max 500)")
     crops.add_argument("--start-after", default="", help="cursor from the previous page")
     crops.set_defaults(func=cmd_episodes_crops)
+
+    harvest = episodes.add_parser("harvest", help="save crops for the tracks of a run that have none")
+    harvest.add_argument("episode")
+    harvest.add_argument("--run", default="", help="run id (default: the current run)")
+    harvest.set_defaults(func=cmd_episodes_harvest)
 
     ev = sub.add_parser("eval", help="score a run against ground truth")
     ev.add_argument("run", help="run directory or episode id")

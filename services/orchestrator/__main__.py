@@ -10,6 +10,7 @@ from faceflow.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 from services.common.config import Settings
 from services.common.service_main import ServiceParts, service_main
 from services.orchestrator.clients import ServiceClients
+from services.orchestrator.harvest import harvest_crops
 from services.orchestrator.jobs import JobManager
 from services.orchestrator.pipeline import ProgressEvent, RunSettings, run_episode, validate_episode
 from services.orchestrator.server import SERVICE_NAME, OrchestratorServicer
@@ -26,7 +27,10 @@ def build(settings: Settings) -> ServiceParts:
         RunSettings.from_options(options)
         validate_episode(clients, ep_id)
 
-    jobs = JobManager(run, lambda: {"device": settings.device}, validate)
+    def harvest(job: orchestrator_pb2.Job, report: object, cancelled: threading.Event) -> orchestrator_pb2.RunSummary:
+        return harvest_crops(clients, job, report, cancelled)  # type: ignore[arg-type]
+
+    jobs = JobManager({"run": run, "harvest_crops": harvest}, lambda: {"device": settings.device}, validate)
 
     def register(server: grpc.Server) -> None:
         orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(OrchestratorServicer(clients, jobs), server)

@@ -37,25 +37,30 @@ class _JobEntry:
 class JobManager:
     def __init__(
         self,
-        run: RunFn,
+        run: RunFn | dict[str, RunFn],
         labels: Callable[[], dict[str, str]],
         validate: Callable[[str, orchestrator_pb2.RunOptions], object] = lambda *_: None,
     ) -> None:
-        self._run = run
+        self._runners = run if isinstance(run, dict) else {"run": run}
         self._validate = validate  # raises before a job exists: unknown episode, unreadable video
         self._labels = labels  # detector/tracker/device shown in every progress message
         self._jobs: dict[str, _JobEntry] = {}
         self._by_key: dict[str, str] = {}
         self._changed = threading.Condition()
 
-    def submit(self, ep_id: str, options: orchestrator_pb2.RunOptions, key: str) -> orchestrator_pb2.Job:
+    def submit(
+        self, ep_id: str, options: orchestrator_pb2.RunOptions, key: str, kind: str = "run", run_id: str = ""
+    ) -> orchestrator_pb2.Job:
         validate_id("episode", ep_id)
+        if kind not in self._runners:
+            raise InvalidArgument(f"unknown job kind {kind!r}; available: {', '.join(self._runners)}")
         if len(key) > MAX_KEY_LENGTH:
             raise InvalidArgument(f"idempotency_key is longer than {MAX_KEY_LENGTH} characters")
         with self._changed:
             if key and key in self._by_key:
                 return self._copy(self._jobs[self._by_key[key]].job)
-        self._validate(ep_id, options)
+        if kind == "run":
+            self._validate(ep_id, options)
         with self._changed:
             if key and key in self._by_key:  # a concurrent retry won the race
                 return self._copy(self._jobs[self._by_key[key]].job)
@@ -66,6 +71,8 @@ class JobManager:
                 ep_id=ep_id,
                 options=options,
                 idempotency_key=key,
+                kind=kind,
+                run_id=run_id,
                 created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 progress=orchestrator_pb2.Progress(
                     job_id=job_id,
@@ -102,7 +109,7 @@ class JobManager:
         try:
             if entry.cancelled.is_set():
                 raise Cancelled("the job was cancelled before it started")
-            summary = self._run(job, report, entry.cancelled)
+            summary = self._runners[job.kind](job, report, entry.cancelled)
         except Cancelled as error:
             self._update(entry, state=JobState.JOB_STATE_CANCELLED, message=str(error), error=str(error))
         except FaceflowError as error:

@@ -48,6 +48,16 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         job = self._jobs.submit(request.ep_id, request.options, request.idempotency_key)
         yield from self._jobs.watch(job.job_id, context.is_active)
 
+    def HarvestCrops(
+        self, request: orchestrator_pb2.HarvestCropsRequest, context: grpc.ServicerContext
+    ) -> Iterator[orchestrator_pb2.Progress]:
+        if request.run_id:
+            validate_id("run", request.run_id)
+        job = self._jobs.submit(
+            request.ep_id, orchestrator_pb2.RunOptions(), request.idempotency_key, "harvest_crops", request.run_id
+        )
+        yield from self._jobs.watch(job.job_id, context.is_active)
+
     def WatchJob(
         self, request: orchestrator_pb2.WatchJobRequest, context: grpc.ServicerContext
     ) -> Iterator[orchestrator_pb2.Progress]:

@@ -106,3 +106,24 @@ def test_delete_all_needs_the_phrase(stubs: dict) -> None:
         lambda: stubs["storage"].DeleteAllEpisodes(storage_pb2.DeleteAllEpisodesRequest(confirm="yes")),
         "delete all episodes",
     )
+
+
+def test_harvest_fills_in_crops_for_tracks_without_them(stubs: dict, stack: LocalStack, media: Path) -> None:
+    stubs["orchestrator"].CreateEpisode(
+        storage_pb2.CreateEpisodeRequest(ep_id="harvest-1", source_path=str(media / "single_face.mp4"))
+    )
+    final = list(
+        stubs["orchestrator"].RunEpisode(
+            orchestrator_pb2.SubmitJobRequest(ep_id="harvest-1", options=orchestrator_pb2.RunOptions(skip_crops=True))
+        )
+    )[-1]
+    assert final.state == orchestrator_pb2.JOB_STATE_SUCCEEDED and final.summary.tracks == 1
+    assert list(_page(stubs, "harvest-1").items) == []
+    harvested = list(stubs["orchestrator"].HarvestCrops(orchestrator_pb2.HarvestCropsRequest(ep_id="harvest-1")))[-1]
+    assert harvested.state == orchestrator_pb2.JOB_STATE_SUCCEEDED, harvested.message
+    assert harvested.summary.tracks_harvested == 1 and harvested.summary.crops_saved >= 4  # 2.4 s, one per 0.5 s
+    items = _page(stubs, "harvest-1").items
+    assert len(items) == harvested.summary.crops_saved and items[0].frame_idx == 0
+    assert (stack.data_root / "episodes" / "harvest-1" / "crops" / "track_000001" / "index.json").is_file()
+    again = list(stubs["orchestrator"].HarvestCrops(orchestrator_pb2.HarvestCropsRequest(ep_id="harvest-1")))[-1]
+    assert again.summary.tracks_harvested == 0  # nothing left to fill in
