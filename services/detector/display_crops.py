@@ -25,8 +25,9 @@ def display_crop(frame_bgr: np.ndarray, box_xyxy: np.ndarray) -> np.ndarray:
     scale = DISPLAY_HEIGHT / height
     # One affine warp crops, scales and pads in a single pass.
     matrix = np.array([[scale, 0, DISPLAY_WIDTH / 2 - cx * scale], [0, scale, DISPLAY_HEIGHT / 2 - cy * scale]])
-    return cv2.warpAffine(frame_bgr, matrix, (DISPLAY_WIDTH, DISPLAY_HEIGHT), flags=cv2.INTER_AREA,
-                          borderMode=cv2.BORDER_CONSTANT)
+    return cv2.warpAffine(
+        frame_bgr, matrix, (DISPLAY_WIDTH, DISPLAY_HEIGHT), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT
+    )
 
 
 def display_crop_jpeg(frame_bgr: np.ndarray, box_xyxy: np.ndarray) -> bytes:

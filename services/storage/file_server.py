@@ -74,8 +74,9 @@ def _handler(signer: UrlSigner, resolve: Callable[[str], Path | None]) -> type[B
 class FileServer:
     """Serves signed GETs for files that `resolve` maps from a URL path; binds loopback by default."""
 
-    def __init__(self, signer: UrlSigner, resolve: Callable[[str], Path | None], host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+    def __init__(
+        self, signer: UrlSigner, resolve: Callable[[str], Path | None], host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self._server = ThreadingHTTPServer((host, port), _handler(signer, resolve))
         self._server.daemon_threads = True
         self.base_url = f"http://{host}:{self._server.server_port}"
