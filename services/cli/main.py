@@ -14,6 +14,7 @@ from pathlib import Path
 
 import grpc
 from faceflow.v1 import orchestrator_pb2, orchestrator_pb2_grpc, storage_pb2, storage_pb2_grpc
+from tqdm import tqdm
 
 from services.cli import render
 from services.cli.stack import ORDER, LocalStack
@@ -117,6 +118,40 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     render.screen_time_table(final.summary)
     return 0
+
+
+UPLOAD_CHUNK = 1024 * 1024
+
+
+def create_episode(s: Session, video: str, ep_id: str, show: str, replace: bool) -> storage_pb2.Episode:
+    """A local stack reads the file where it is; remote services get it streamed (UploadEpisode)."""
+    path = Path(video)
+    if not path.is_file():
+        raise errors.NotFound(f"video file {video} does not exist")
+    with translate_rpc_errors("orchestrator"):
+        if s.data_root is not None:
+            return s.orchestrator.CreateEpisode(
+                storage_pb2.CreateEpisodeRequest(
+                    ep_id=ep_id, source_path=str(path.resolve()), show_id=show, replace_video=replace
+                )
+            )
+
+        def messages() -> Iterator[orchestrator_pb2.UploadEpisodeRequest]:
+            header = orchestrator_pb2.UploadEpisodeRequest.Header(
+                ep_id=ep_id, filename=path.name, show_id=show, replace_video=replace
+            )
+            yield orchestrator_pb2.UploadEpisodeRequest(header=header)
+            with (
+                path.open("rb") as stream,
+                tqdm(
+                    total=path.stat().st_size, unit="B", unit_scale=True, desc="upload", file=sys.stderr, disable=None
+                ) as bar,
+            ):
+                while chunk := stream.read(UPLOAD_CHUNK):
+                    bar.update(len(chunk))
+                    yield orchestrator_pb2.UploadEpisodeRequest(chunk=chunk)
+
+        return s.orchestrator.UploadEpisode(messages())
 
 
 def cmd_facebank_add(args: argparse.Namespace) -> int:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import grpc
 from faceflow.v1 import detector_pb2, orchestrator_pb2, orchestrator_pb2_grpc, storage_pb2
 
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, NotFound
 from services.common.grpc_errors import translate_rpc_errors
 from services.common.ids import validate_id
 from services.orchestrator.clients import ServiceClients
@@ -36,6 +37,47 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         stored.video.CopyFrom(info)
         with translate_rpc_errors("storage"):
             return self._clients.storage.CreateEpisode(stored)
+
+    def UploadEpisode(
+        self, request_iterator: Iterator[orchestrator_pb2.UploadEpisodeRequest], context: grpc.ServicerContext
+    ) -> storage_pb2.Episode:
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("payload") != "header":
+            raise InvalidArgument("the first UploadEpisode message must carry the episode header")
+        header = first.header
+        validate_id("episode", header.ep_id)
+
+        def staged_messages() -> Iterator[storage_pb2.StageUploadRequest]:
+            yield storage_pb2.StageUploadRequest(filename=header.filename or "upload.mp4")
+            for message in request_iterator:
+                if message.WhichOneof("payload") != "chunk":
+                    raise InvalidArgument("only the first UploadEpisode message may carry the header")
+                yield storage_pb2.StageUploadRequest(chunk=message.chunk)
+
+        # Bytes stream straight through to storage; nothing is kept in this process.
+        with translate_rpc_errors("storage"):
+            staged = self._clients.storage.StageUpload(staged_messages())
+        try:
+            try:
+                with translate_rpc_errors("detector"):
+                    probe = detector_pb2.ProbeVideoRequest(video_uri=staged.uri)
+                    info = self._clients.detector.ProbeVideo(probe).info
+            except InvalidArgument as error:
+                raise InvalidArgument(f"the upload {header.filename!r} is not a readable video: {error}") from None
+            with translate_rpc_errors("storage"):
+                return self._clients.storage.CreateEpisode(
+                    storage_pb2.CreateEpisodeRequest(
+                        ep_id=header.ep_id,
+                        upload_id=staged.upload_id,
+                        video=info,
+                        show_id=header.show_id,
+                        replace_video=header.replace_video,
+                    )
+                )
+        except BaseException:
+            with contextlib.suppress(NotFound), translate_rpc_errors("storage"):
+                self._clients.storage.DiscardUpload(storage_pb2.DiscardUploadRequest(upload_id=staged.upload_id))
+            raise
 
     def SubmitJob(
         self, request: orchestrator_pb2.SubmitJobRequest, context: grpc.ServicerContext

@@ -18,6 +18,27 @@ from services.common.errors import InvalidArgument
 # Artifact names are relative paths of safe segments ("crops/track_0001/000012.jpg").
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MAX_ARTIFACT_DEPTH = 4
+# 64 GiB: a 4K feature film; anything larger is refused while it streams in, not after.
+MAX_VIDEO_BYTES = 64 * 1024**3
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".ts", ".mxf", ".mpg", ".mpeg")
+
+
+def video_suffix(filename: str) -> str:
+    """The stored file's extension: the upload's own when it is a known video container, else .mp4."""
+    suffix = "." + filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    return suffix if suffix in VIDEO_SUFFIXES else ".mp4"
+
+
+def limited(chunks: Iterable[bytes], limit: int = MAX_VIDEO_BYTES) -> Iterator[bytes]:
+    """Pass chunks through, failing as soon as the total passes `limit` bytes."""
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        if total > limit:
+            raise InvalidArgument(f"the upload exceeds {limit} bytes, the largest video faceflow accepts")
+        yield chunk
+
+
 DEFAULT_SHOW = "default"
 
 
@@ -37,10 +58,23 @@ class StorageBackend(Protocol):
     """
 
     def create_episode(
-        self, ep_id: str, source_path: str, video: common_pb2.VideoInfo, show_id: str, replace_video: bool
+        self,
+        ep_id: str,
+        source_path: str,
+        video: common_pb2.VideoInfo,
+        show_id: str,
+        replace_video: bool,
+        upload_id: str = "",
     ) -> storage_pb2.Episode:
-        """Copy the video at source_path (a local file) into the store; idempotent for the same bytes."""
+        """Copy the video at source_path (a local file), or move a staged upload, into the store;
+        idempotent for the same bytes."""
         ...
+
+    def stage_upload(self, filename: str, chunks: Iterable[bytes]) -> storage_pb2.StagedUpload:
+        """Receive a video into staging (at most MAX_VIDEO_BYTES); nothing is left behind on failure."""
+        ...
+
+    def discard_upload(self, upload_id: str) -> None: ...
 
     def get_episode(self, ep_id: str) -> storage_pb2.Episode:
         """The record; video_uri is readable by the detector (a path, or a presigned URL on S3)."""

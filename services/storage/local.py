@@ -27,7 +27,7 @@ from google.protobuf import json_format
 
 from services.common.errors import AlreadyExists, FaceflowError, FailedPrecondition, InvalidArgument, NotFound
 from services.common.ids import validate_id
-from services.storage.backend import DEFAULT_SHOW, validate_artifact_name
+from services.storage.backend import DEFAULT_SHOW, limited, validate_artifact_name, video_suffix
 from services.storage.file_server import UrlSigner
 
 CHUNK_BYTES = 1024 * 1024
@@ -97,12 +97,41 @@ class LocalStorage:
             raise NotFound(f"episode {ep_id!r} does not exist; create it first (faceflow run VIDEO --episode {ep_id})")
         return json_format.Parse(record.read_text(), storage_pb2.Episode())
 
+    def _staged(self, upload_id: str) -> Path:
+        folder = self.root / "staging" / validate_id("upload", upload_id)
+        found = sorted(folder.glob("video.*")) if folder.is_dir() else []
+        if not found:
+            raise NotFound(f"upload {upload_id!r} does not exist (discarded, used, or never staged)")
+        return found[0]
+
+    def stage_upload(self, filename: str, chunks: Iterable[bytes]) -> storage_pb2.StagedUpload:
+        upload_id = "up-" + uuid.uuid4().hex[:16]
+        target = self.root / "staging" / upload_id / f"video{video_suffix(filename)}"
+        try:
+            size, sha = atomic_write_bytes(target, limited(chunks))
+        except BaseException:
+            shutil.rmtree(target.parent, ignore_errors=True)
+            raise
+        if size == 0:
+            shutil.rmtree(target.parent, ignore_errors=True)
+            raise InvalidArgument(f"the upload of {filename!r} is empty (0 bytes)")
+        return storage_pb2.StagedUpload(upload_id=upload_id, uri=str(target), size_bytes=size, sha256=sha)
+
+    def discard_upload(self, upload_id: str) -> None:
+        shutil.rmtree(self._staged(upload_id).parent, ignore_errors=True)
+
     def create_episode(
-        self, ep_id: str, source_path: str, video: common_pb2.VideoInfo, show_id: str, replace_video: bool
+        self,
+        ep_id: str,
+        source_path: str,
+        video: common_pb2.VideoInfo,
+        show_id: str,
+        replace_video: bool,
+        upload_id: str = "",
     ) -> storage_pb2.Episode:
         directory = self._episode_dir(ep_id)
         show_id = validate_id("show", show_id or DEFAULT_SHOW)
-        source = Path(source_path)
+        source = self._staged(upload_id) if upload_id else Path(source_path)
         if not source.is_file():
             raise NotFound(f"video file {source_path} does not exist")
         with self._lock:
@@ -110,6 +139,8 @@ class LocalStorage:
             sha = _sha256_file(source)
             if existing is not None:
                 if existing.video_sha256 == sha:
+                    if upload_id:
+                        self.discard_upload(upload_id)
                     return existing  # same video again: idempotent
                 if not replace_video:
                     raise AlreadyExists(
@@ -117,7 +148,7 @@ class LocalStorage:
                     )
             created_dir = not directory.exists()
             try:
-                target = directory / f"video{source.suffix.lower() or '.mp4'}"
+                target = directory / f"video{video_suffix(source.name)}"
                 with source.open("rb") as stream:
                     atomic_write_bytes(target, iter(lambda: stream.read(CHUNK_BYTES), b""))
                 episode = storage_pb2.Episode(
@@ -131,6 +162,11 @@ class LocalStorage:
                 )
                 episode.video.uri = str(target)
                 self._write_record(episode)
+                for older in directory.glob("video.*"):  # a replaced video of another container
+                    if older != target:
+                        older.unlink()
+                if upload_id:
+                    self.discard_upload(upload_id)
             except BaseException:
                 if created_dir:
                     shutil.rmtree(directory, ignore_errors=True)

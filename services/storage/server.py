@@ -24,9 +24,32 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     def CreateEpisode(
         self, request: storage_pb2.CreateEpisodeRequest, context: grpc.ServicerContext
     ) -> storage_pb2.Episode:
+        if not request.source_path and not request.upload_id:
+            raise InvalidArgument("give either source_path or upload_id")
         return self._backend.create_episode(
-            request.ep_id, request.source_path, request.video, request.show_id, request.replace_video
+            request.ep_id, request.source_path, request.video, request.show_id, request.replace_video, request.upload_id
         )
+
+    def StageUpload(
+        self, request_iterator: Iterator[storage_pb2.StageUploadRequest], context: grpc.ServicerContext
+    ) -> storage_pb2.StagedUpload:
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("payload") != "filename":
+            raise InvalidArgument("the first StageUpload message must carry the file name")
+
+        def chunks() -> Iterator[bytes]:
+            for message in request_iterator:
+                if message.WhichOneof("payload") != "chunk":
+                    raise InvalidArgument("only the first StageUpload message may carry the file name")
+                yield message.chunk
+
+        return self._backend.stage_upload(first.filename, chunks())
+
+    def DiscardUpload(
+        self, request: storage_pb2.DiscardUploadRequest, context: grpc.ServicerContext
+    ) -> storage_pb2.DiscardUploadResponse:
+        self._backend.discard_upload(request.upload_id)
+        return storage_pb2.DiscardUploadResponse()
 
     def GetEpisode(self, request: storage_pb2.GetEpisodeRequest, context: grpc.ServicerContext) -> storage_pb2.Episode:
         return self._backend.get_episode(request.ep_id)

@@ -144,3 +144,33 @@ def test_enrolment_gates_seed_images_with_reasons(stubs: dict, media: Path) -> N
     assert "text.jpg: the data is not a decodable image" in detail and "street.jpg: no face found" in detail
     people = stubs["storage"].ListPeople(storage_pb2.ListPeopleRequest(show_id="contract")).people
     assert [p.name for p in people] == ["Barack Obama"]
+
+
+def _upload(stubs: dict, ep_id: str, data: bytes, filename: str = "clip.mp4") -> storage_pb2.Episode:
+    header = orchestrator_pb2.UploadEpisodeRequest.Header(ep_id=ep_id, filename=filename)
+    messages = [orchestrator_pb2.UploadEpisodeRequest(header=header)] + [
+        orchestrator_pb2.UploadEpisodeRequest(chunk=data[i : i + 65536]) for i in range(0, len(data), 65536)
+    ]
+    return stubs["orchestrator"].UploadEpisode(iter(messages))
+
+
+def test_streamed_upload_becomes_an_episode_and_bad_uploads_leave_nothing(
+    stubs: dict, stack: LocalStack, media: Path
+) -> None:
+    data = (media / "single_face.mp4").read_bytes()
+    episode = _upload(stubs, "uploaded-1", data)
+    assert Path(episode.video_uri).read_bytes() == data and episode.video.frame_count == 72
+    expect_status(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        lambda: _upload(stubs, "uploaded-2", b"not a video" * 1000),
+        "not a readable video",
+    )
+    expect_status(grpc.StatusCode.INVALID_ARGUMENT, lambda: _upload(stubs, "uploaded-3", b""), "empty")
+    expect_status(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        lambda: stubs["orchestrator"].UploadEpisode(iter([orchestrator_pb2.UploadEpisodeRequest(chunk=b"x")])),
+        "header",
+    )
+    assert not (stack.data_root / "episodes" / "uploaded-2").exists()
+    assert not (stack.data_root / "episodes" / "uploaded-3").exists()
+    assert list((stack.data_root / "staging").iterdir()) == []

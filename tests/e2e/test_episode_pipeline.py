@@ -144,3 +144,4 @@ def test_bad_input_from_the_cli(stack: LocalStack, media: Path, tmp_path: Path) 
     episodes = stack.data_root / "episodes"
     assert not any((episodes / f"bad-{i}").exists() for i in (1, 2, 3))
     assert not (stack.data_root.parent / "etc").exists()
+    assert not list((stack.data_root / "staging").glob("*"))  # failed uploads are discarded
