@@ -63,3 +63,20 @@ def screen_time_table(summary: orchestrator_pb2.RunSummary) -> None:
             f"{row.identity_id:<10} {row.label or '(unknown)':<22} {row.seconds:8.2f} {share:6.1%} {row.track_count:6d}"
         )
     print(f"outputs: {summary.output_uri}")
+
+
+def review_state(state: orchestrator_pb2.ReviewState, show_log: bool = False) -> None:
+    print(f"episode {state.ep_id}, run {state.run_id}: {len(state.identities)} identities after review")
+    print(f"{'identity':<10} {'label':<24} {'source':<9} {'seconds':>8}  tracks")
+    for row in state.identities:
+        tracks = ",".join(str(t) for t in row.track_ids)
+        label = row.label or "(unknown)"
+        print(f"{row.identity_id:<10} {label:<24} {row.label_source or '-':<9} {row.seconds:8.2f}  {tracks}")
+    if state.unassigned_track_ids or state.deleted_track_ids:
+        print(f"unassigned tracks: {list(state.unassigned_track_ids)}  deleted tracks: {list(state.deleted_track_ids)}")
+    for entry in state.log if show_log else state.log[-5:]:
+        what = f"undo of #{entry.undo_of}" if entry.undo_of else entry.op.WhichOneof("op")
+        flags = (" (undone)" if entry.undone else "") + (
+            f" (not applied: {entry.not_applied})" if entry.not_applied else ""
+        )
+        print(f"  #{entry.seq} {entry.at} run {entry.run_id}: {what}{flags}")

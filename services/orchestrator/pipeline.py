@@ -29,6 +29,7 @@ from services.orchestrator.detect_track import StreamOptions, StreamProgress, de
 from services.orchestrator.identities import ClusteringSettings
 from services.orchestrator.identity_stage import IdentityResult, build_identities
 from services.orchestrator.labelling import MatchSettings
+from services.orchestrator.review.service import ReviewService
 from services.orchestrator.sampler import SamplerSettings
 from services.orchestrator.screentime import ScreenTimeSettings
 from services.tracker.registry import DEFAULT_TRACKER, TRACKERS
@@ -236,6 +237,7 @@ def run_episode(
     upload_artifact(clients, ep_id, run_id, outputs.MANIFEST, outputs.manifest_json(manifest))
     with translate_rpc_errors("storage"):
         clients.storage.PublishRun(storage_pb2.PublishRunRequest(ep_id=ep_id, run_id=run_id))
+    ReviewService(clients).refresh(ep_id)  # reviewers' decisions carry over to the new run
     return orchestrator_pb2.RunSummary(
         run_id=run_id,
         frames_processed=len(faces.processed_frames),

@@ -14,6 +14,7 @@ from services.common.ids import validate_id
 from services.orchestrator.clients import ServiceClients
 from services.orchestrator.enrolment import enroll_person
 from services.orchestrator.jobs import JobManager
+from services.orchestrator.review.service import ReviewService
 
 SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
 
@@ -22,6 +23,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     def __init__(self, clients: ServiceClients, jobs: JobManager) -> None:
         self._clients = clients
         self._jobs = jobs
+        self._review = ReviewService(clients)
 
     def CreateEpisode(
         self, request: storage_pb2.CreateEpisodeRequest, context: grpc.ServicerContext
@@ -117,6 +119,24 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self, request: orchestrator_pb2.ListJobsRequest, context: grpc.ServicerContext
     ) -> orchestrator_pb2.ListJobsResponse:
         return orchestrator_pb2.ListJobsResponse(jobs=self._jobs.list(request.ep_id))
+
+    def Review(
+        self, request: orchestrator_pb2.ReviewRequest, context: grpc.ServicerContext
+    ) -> orchestrator_pb2.ReviewState:
+        validate_id("episode", request.ep_id)
+        return self._review.review(request.ep_id, request.op)
+
+    def UndoReview(
+        self, request: orchestrator_pb2.UndoReviewRequest, context: grpc.ServicerContext
+    ) -> orchestrator_pb2.ReviewState:
+        validate_id("episode", request.ep_id)
+        return self._review.undo(request.ep_id, request.reviewer)
+
+    def GetReview(
+        self, request: orchestrator_pb2.GetReviewRequest, context: grpc.ServicerContext
+    ) -> orchestrator_pb2.ReviewState:
+        validate_id("episode", request.ep_id)
+        return self._review.state(request.ep_id)
 
     def EnrollPerson(
         self, request: orchestrator_pb2.EnrollPersonRequest, context: grpc.ServicerContext

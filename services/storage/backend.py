@@ -40,6 +40,8 @@ def limited(chunks: Iterable[bytes], limit: int = MAX_VIDEO_BYTES) -> Iterator[b
 
 
 DEFAULT_SHOW = "default"
+# Review records per episode: far beyond a day of reviewing, small enough to list in one call.
+MAX_REVIEW_RECORDS = 100_000
 
 
 def validate_artifact_name(name: str) -> str:
@@ -108,6 +110,14 @@ class StorageBackend(Protocol):
 
     def publish_run(self, ep_id: str, run_id: str) -> storage_pb2.Episode:
         """Make a finished run (its manifest.json exists) the episode's current outputs, atomically."""
+        ...
+
+    def append_review_record(self, ep_id: str, seq: int, record: bytes) -> int:
+        """Create review record `seq` (>= 1) of an episode exactly once: AlreadyExists if taken."""
+        ...
+
+    def list_review_records(self, ep_id: str) -> list[tuple[int, bytes]]:
+        """Every review record of an episode, in seq order."""
         ...
 
     def add_person(

@@ -27,12 +27,13 @@ from google.protobuf import json_format
 
 from services.common.errors import AlreadyExists, FaceflowError, FailedPrecondition, InvalidArgument, NotFound
 from services.common.ids import validate_id
-from services.storage.backend import DEFAULT_SHOW, limited, validate_artifact_name, video_suffix
+from services.storage.backend import DEFAULT_SHOW, MAX_REVIEW_RECORDS, limited, validate_artifact_name, video_suffix
 from services.storage.file_server import UrlSigner
 
 CHUNK_BYTES = 1024 * 1024
 EPISODE_RECORD = "episode.json"
 RUNS_DIR = "runs"
+REVIEW_DIR = "review"
 MANIFEST = "manifest.json"
 
 
@@ -284,13 +285,43 @@ class LocalStorage:
                 except OSError:
                     shutil.copy2(path, tmp)
                 os.replace(tmp, target)
-            keep = published | {EPISODE_RECORD, RUNS_DIR} | {p.name for p in directory.glob("video.*")}
+            keep = published | {EPISODE_RECORD, RUNS_DIR, REVIEW_DIR} | {p.name for p in directory.glob("video.*")}
             for stale in directory.iterdir():  # outputs of the previous run that this run did not write
                 if stale.name not in keep and not stale.name.startswith("."):
                     shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
             episode.current_run_id = run_id
             self._write_record(episode)
             return episode
+
+    # ---- review log -----------------------------------------------------------------------------
+
+    def append_review_record(self, ep_id: str, seq: int, record: bytes) -> int:
+        self.get_episode(ep_id)
+        if not 1 <= seq <= MAX_REVIEW_RECORDS:
+            raise InvalidArgument(f"review record seq must be between 1 and {MAX_REVIEW_RECORDS}, got {seq}")
+        folder = self._episode_dir(ep_id) / REVIEW_DIR
+        folder.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".record.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(record)
+                out.flush()
+                os.fsync(out.fileno())
+            # link() fails if the name exists: exactly one writer gets each seq, and the record
+            # appears whole or not at all.
+            os.link(tmp, folder / f"{seq:06d}.json")
+        except FileExistsError:
+            raise AlreadyExists(
+                f"review record {seq} of episode {ep_id!r} exists; reload the review and retry"
+            ) from None
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return seq
+
+    def list_review_records(self, ep_id: str) -> list[tuple[int, bytes]]:
+        self.get_episode(ep_id)
+        folder = self._episode_dir(ep_id) / REVIEW_DIR
+        return [(int(p.stem), p.read_bytes()) for p in sorted(folder.glob("[0-9]*.json"))]
 
     # ---- facebank -------------------------------------------------------------------------------
 

@@ -121,6 +121,21 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     ) -> storage_pb2.PublishRunResponse:
         return storage_pb2.PublishRunResponse(episode=self._backend.publish_run(request.ep_id, request.run_id))
 
+    def AppendReviewRecord(
+        self, request: storage_pb2.AppendReviewRecordRequest, context: grpc.ServicerContext
+    ) -> storage_pb2.AppendReviewRecordResponse:
+        return storage_pb2.AppendReviewRecordResponse(
+            seq=self._backend.append_review_record(request.ep_id, request.seq, request.record)
+        )
+
+    def ListReviewRecords(
+        self, request: storage_pb2.ListReviewRecordsRequest, context: grpc.ServicerContext
+    ) -> storage_pb2.ListReviewRecordsResponse:
+        records = self._backend.list_review_records(request.ep_id)
+        return storage_pb2.ListReviewRecordsResponse(
+            records=[storage_pb2.ReviewRecord(seq=seq, record=record) for seq, record in records]
+        )
+
     def AddPerson(self, request: storage_pb2.AddPersonRequest, context: grpc.ServicerContext) -> storage_pb2.Person:
         return self._backend.add_person(request.show_id, request.name, list(request.exemplars), request.append)
 
