@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -21,6 +22,7 @@ from services.cli.stack import ORDER, LocalStack
 from services.common import errors
 from services.common.grpc_errors import from_rpc_error, translate_rpc_errors
 from services.common.server import CHANNEL_OPTIONS
+from services.storage.seaweed import SeaweedServer
 
 EXIT_USER_ERROR = 2  # bad input: the user can fix it
 EXIT_FAILURE = 1
@@ -52,16 +54,20 @@ def session(args: argparse.Namespace, services: tuple[str, ...] = ORDER) -> Iter
             )
         return
     data_root = _data_root(args)
-    render.status(f"starting a local stack ({', '.join(services)}) on 127.0.0.1, data root {data_root}")
-    with LocalStack(data_root, services) as stack:
+    with contextlib.ExitStack() as resources:
+        extra_env: dict[str, str] = {}
+        if getattr(args, "storage", "local") == "s3":
+            s3 = resources.enter_context(SeaweedServer(data_root / "seaweed"))
+            render.status(f"S3 mode: SeaweedFS at {s3.endpoint_url}, bucket {s3.bucket} (data in {data_root}/seaweed)")
+            extra_env = s3.env()
+        render.status(f"starting a local stack ({', '.join(services)}) on 127.0.0.1, data root {data_root}")
+        stack = resources.enter_context(LocalStack(data_root, services, extra_env=extra_env))
         orch = stack.address("orchestrator") if "orchestrator" in services else stack.address("storage")
-        with (
-            grpc.insecure_channel(orch, CHANNEL_OPTIONS) as o,
-            grpc.insecure_channel(stack.address("storage"), CHANNEL_OPTIONS) as s,
-        ):
-            yield Session(
-                orchestrator_pb2_grpc.OrchestratorServiceStub(o), storage_pb2_grpc.StorageServiceStub(s), data_root
-            )
+        o = resources.enter_context(grpc.insecure_channel(orch, CHANNEL_OPTIONS))
+        s = resources.enter_context(grpc.insecure_channel(stack.address("storage"), CHANNEL_OPTIONS))
+        yield Session(
+            orchestrator_pb2_grpc.OrchestratorServiceStub(o), storage_pb2_grpc.StorageServiceStub(s), data_root
+        )
 
 
 # ---- commands -------------------------------------------------------------------------------------
@@ -74,7 +80,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    with LocalStack(_data_root(args)) as stack:
+    data_root = _data_root(args)
+    with contextlib.ExitStack() as resources:
+        extra_env: dict[str, str] = {}
+        if args.storage == "s3":
+            s3 = resources.enter_context(SeaweedServer(data_root / "seaweed"))
+            print(f"{'s3':<13} {s3.endpoint_url:<22} bucket {s3.bucket} (SeaweedFS, data in {data_root}/seaweed)")
+            extra_env = s3.env()
+        stack = resources.enter_context(LocalStack(data_root, extra_env=extra_env))
         for name in ORDER:
             p = stack.processes[name]
             print(f"{name:<13} {p.address:<22} metrics http://{stack.host}:{p.metrics_port}/metrics")
@@ -297,18 +310,35 @@ def cmd_review(args: argparse.Namespace) -> int:
     return 0
 
 
+EVAL_FILES = ("tracks.mot.txt", "identities.json", "screentime.json", "manifest.json")
+
+
+def fetch_outputs(s: Session, ep_id: str, dest: Path, names: Sequence[str] = EVAL_FILES) -> Path:
+    """Download an episode's current outputs (any backend) into dest."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with translate_rpc_errors("storage"):
+        for name in names:
+            ref = storage_pb2.ArtifactRef(ep_id=ep_id, name=name)
+            chunks = s.storage.GetArtifact(storage_pb2.GetArtifactRequest(ref=ref))
+            (dest / name).write_bytes(b"".join(c.chunk for c in chunks))
+    return dest
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
+    import tempfile
+
     from services.evaluation.metrics import evaluate
 
-    run_dir = Path(args.run)
-    if not run_dir.is_dir():
-        run_dir = _data_root(args) / "episodes" / args.run
-    if not (run_dir / "tracks.mot.txt").is_file():
-        raise errors.NotFound(f"{args.run} is neither a run directory nor an episode with published outputs")
     gt = Path(args.ground_truth)
     if not gt.is_file():
         raise errors.NotFound(f"ground truth file {gt} does not exist")
-    report = evaluate(run_dir, gt)
+    run_dir = Path(args.run)
+    with tempfile.TemporaryDirectory(prefix="faceflow-eval-") as scratch:
+        if not (run_dir / "tracks.mot.txt").is_file():
+            # An episode id: read its current outputs through storage (local or S3).
+            with session(args, ("storage",)) as s:
+                run_dir = fetch_outputs(s, args.run, Path(scratch))
+        report = evaluate(run_dir, gt)
     print(json.dumps(report.to_dict(), indent=1) if args.json else report.format_table())
     return 0
 
@@ -325,6 +355,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="faceflow", description="Who is on screen, for how long.")
     parser.add_argument("--data-root", help="storage root for a local stack (FACEFLOW_DATA_ROOT, default ./data)")
+    parser.add_argument(
+        "--storage",
+        choices=["local", "s3"],
+        default=os.environ.get("FACEFLOW_CLI_STORAGE", "local"),
+        help="local stack storage: the data root, or S3 on a SeaweedFS server started on loopback",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="start the five services on loopback and wait")

@@ -21,7 +21,7 @@ from services.common.warm import WarmValue
 from services.detector.display_crops import display_crop_jpeg
 from services.detector.retinaface import RetinaFaceDetector
 from services.detector.shots import ShotCutDetector
-from services.detector.video import VideoProbe, iter_frames, probe_video
+from services.detector.video import VideoProbe, display_uri, iter_frames, probe_video
 
 SERVICE_NAME = detector_pb2.DESCRIPTOR.services_by_name["DetectorService"].full_name
 # Decoded frames waiting for the model: decoding runs ahead in its own thread (OpenCV releases the
@@ -40,7 +40,7 @@ class LoadedDetector:
 
 def probe_to_proto(probe: VideoProbe) -> common_pb2.VideoInfo:
     return common_pb2.VideoInfo(
-        uri=probe.uri,
+        uri=display_uri(probe.uri),
         fps=probe.fps,
         frame_count=probe.frame_count,
         width=probe.width,

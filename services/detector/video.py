@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 
 # Container frame counts are estimates (edit lists, variable frame rate): a stream may end a little
 # before the count without being damaged. Ending earlier than this is reported as truncation.
@@ -47,6 +47,11 @@ def _is_url(uri: str) -> bool:
     return "://" in uri and not uri.startswith("file://")
 
 
+def display_uri(uri: str) -> str:
+    """The URI without its query: presigned URLs carry credentials that must not reach logs or users."""
+    return uri.split("?", 1)[0] if _is_url(uri) else uri
+
+
 def _local_path(uri: str) -> str:
     return uri.removeprefix("file://")
 
@@ -67,7 +72,9 @@ def _open(uri: str) -> cv2.VideoCapture:
     capture = cv2.VideoCapture(_local_path(uri), cv2.CAP_FFMPEG)
     if not capture.isOpened():
         capture.release()
-        raise InvalidArgument(f"{uri} cannot be opened as a video (not a video, or a corrupt or truncated file)")
+        raise InvalidArgument(
+            f"{display_uri(uri)} cannot be opened as a video (not a video, or a corrupt or truncated file)"
+        )
     return capture
 
 
@@ -92,17 +99,20 @@ def probe_video(uri: str) -> VideoProbe:
     finally:
         capture.release()
     if not ok or frame is None:
-        raise InvalidArgument(f"{uri} has no decodable frame (not a video, or a corrupt or truncated file)")
+        raise InvalidArgument(
+            f"{display_uri(uri)} has no decodable frame (not a video, or a corrupt or truncated file)"
+        )
     if not tail_ok:
         raise InvalidArgument(
-            f"{uri} announces {frame_count} frames but its end cannot be decoded: the file is truncated or corrupt"
+            f"{display_uri(uri)} announces {frame_count} frames but its end cannot be decoded: "
+            "the file is truncated or corrupt"
         )
     if not (0 < fps <= MAX_FPS):
-        raise InvalidArgument(f"{uri} reports {fps:g} fps; expected a frame rate in (0, {MAX_FPS:g}]")
+        raise InvalidArgument(f"{display_uri(uri)} reports {fps:g} fps; expected a frame rate in (0, {MAX_FPS:g}]")
     if not (0 < width <= MAX_SIDE_PX and 0 < height <= MAX_SIDE_PX):
-        raise InvalidArgument(f"{uri} is {width}x{height}; sides must be between 1 and {MAX_SIDE_PX} px")
+        raise InvalidArgument(f"{display_uri(uri)} is {width}x{height}; sides must be between 1 and {MAX_SIDE_PX} px")
     if not (0 < frame_count <= MAX_FRAMES):
-        raise InvalidArgument(f"{uri} reports {frame_count} frames; expected 1 to {MAX_FRAMES}")
+        raise InvalidArgument(f"{display_uri(uri)} reports {frame_count} frames; expected 1 to {MAX_FRAMES}")
     codec = "".join(chr((fourcc >> (8 * i)) & 0xFF) for i in range(4)).strip("\x00 ") if fourcc else ""
     size = 0 if _is_url(uri) else Path(_local_path(uri)).stat().st_size
     return VideoProbe(uri, fps, frame_count, width, height, codec, size)
@@ -135,7 +145,14 @@ def iter_frames(uri: str, start: int, end: int, stride: int) -> Iterator[tuple[i
             if not ok:
                 if end - index <= _slack(end):
                     return
-                raise InvalidArgument(f"{uri} ended at frame {index} of {end}: the file is truncated or corrupt")
+                if _is_url(uri):
+                    raise Unavailable(
+                        f"reading {display_uri(uri)} stopped at frame {index} of {end}: the video source became "
+                        "unreachable (or the file is truncated)"
+                    )
+                raise InvalidArgument(
+                    f"{display_uri(uri)} ended at frame {index} of {end}: the file is truncated or corrupt"
+                )
             index += 1
     finally:
         capture.release()

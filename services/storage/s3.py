@@ -137,13 +137,19 @@ class S3Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> S3Settings:
-        """FACEFLOW_S3_{BUCKET,PREFIX,ENDPOINT_URL,REGION,PATH_STYLE}; credentials are left to boto3's chain."""
+        """FACEFLOW_S3_{BUCKET,PREFIX,ENDPOINT_URL,REGION,PATH_STYLE,MAX_ATTEMPTS}; credentials: boto3's chain."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {"bucket": env.get("FACEFLOW_S3_BUCKET", "")}
         for name in ("prefix", "endpoint_url", "region"):
             raw = env.get(f"FACEFLOW_S3_{name.upper()}")
             if raw is not None:
                 values[name] = raw.strip()
+        attempts = env.get("FACEFLOW_S3_MAX_ATTEMPTS")
+        if attempts:
+            try:
+                values["max_attempts"] = int(attempts)
+            except ValueError:
+                raise InvalidArgument(f"FACEFLOW_S3_MAX_ATTEMPTS must be a whole number, got {attempts!r}") from None
         path_style = env.get("FACEFLOW_S3_PATH_STYLE")
         if path_style is not None and path_style.strip():
             flag = path_style.strip().lower()

@@ -1,0 +1,175 @@
+"""The whole stack in S3 mode against a real S3 server (SeaweedFS) on loopback."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import grpc
+import pytest
+from faceflow.v1 import orchestrator_pb2, orchestrator_pb2_grpc, storage_pb2, storage_pb2_grpc
+
+from services.cli.stack import LocalStack
+from services.common.server import CHANNEL_OPTIONS
+from services.storage.seaweed import SeaweedServer
+
+pytestmark = pytest.mark.e2e
+SUCCEEDED = orchestrator_pb2.JOB_STATE_SUCCEEDED
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
+    with SeaweedServer(tmp_path_factory.mktemp("seaweed")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def s3_stack(s3: SeaweedServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalStack, dict]]:
+    # Two attempts: an outage must surface in seconds in the fault test, not after a minute of backoff.
+    env = {**s3.env(), "FACEFLOW_S3_MAX_ATTEMPTS": "2"}
+    with LocalStack(tmp_path_factory.mktemp("s3-cache"), extra_env=env) as stack:
+        channels = [grpc.insecure_channel(stack.address(n), CHANNEL_OPTIONS) for n in ("orchestrator", "storage")]
+        yield (
+            stack,
+            {
+                "orchestrator": orchestrator_pb2_grpc.OrchestratorServiceStub(channels[0]),
+                "storage": storage_pb2_grpc.StorageServiceStub(channels[1]),
+            },
+        )
+        for channel in channels:
+            channel.close()
+
+
+def _objects(s3: SeaweedServer, ep_id: str) -> int:
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3.endpoint_url,
+        aws_access_key_id=s3.access_key,
+        aws_secret_access_key=s3.secret_key,
+        region_name="us-east-1",
+    )
+    paginator = client.get_paginator("list_objects_v2")
+    return sum(
+        len(page.get("Contents", []))
+        for page in paginator.paginate(
+            Bucket=s3.bucket, Prefix=f"faceflow/episodes/{ep_id}/" if ep_id else "faceflow/episodes/"
+        )
+    )
+
+
+def _run(stubs: dict, ep_id: str, stride: int) -> orchestrator_pb2.Progress:
+    request = orchestrator_pb2.SubmitJobRequest(ep_id=ep_id, options=orchestrator_pb2.RunOptions(stride=stride))
+    return list(stubs["orchestrator"].RunEpisode(request))[-1]
+
+
+def _screentime(read) -> dict:  # type: ignore[no-untyped-def]
+    data = json.loads(read("screentime.json"))
+    return {round(i["seconds"], 2) for i in data["identities"]}  # type: ignore[return-value]
+
+
+def _read(storage, ep_id: str, name: str) -> bytes:  # type: ignore[no-untyped-def]
+    ref = storage_pb2.ArtifactRef(ep_id=ep_id, name=name)
+    return b"".join(c.chunk for c in storage.GetArtifact(storage_pb2.GetArtifactRequest(ref=ref)))
+
+
+def test_s3_run_matches_local_run_and_serves_crops(
+    s3_stack: tuple[LocalStack, dict], s3: SeaweedServer, stubs: dict, sample_episode: Path
+) -> None:
+    stack, s3_stubs = s3_stack
+    video = str(sample_episode / "episode.mp4")
+    for target in (s3_stubs, stubs):  # the S3-mode stack and the local-mode stack
+        target["orchestrator"].CreateEpisode(storage_pb2.CreateEpisodeRequest(ep_id="s3-cmp", source_path=video))
+        final = _run(target, "s3-cmp", 3)
+        assert final.state == SUCCEEDED, final.message
+    # The video lives in S3 and the detector read it there through a presigned URL.
+    episode = s3_stubs["storage"].GetEpisode(storage_pb2.GetEpisodeRequest(ep_id="s3-cmp"))
+    assert episode.video_uri.startswith(s3.endpoint_url) and "Signature" in episode.video_uri
+    in_s3 = {
+        json.dumps(i["track_ids"])
+        for i in json.loads(_read(s3_stubs["storage"], "s3-cmp", "identities.json"))["identities"]
+    }
+    local = {
+        json.dumps(i["track_ids"])
+        for i in json.loads(_read(stubs["storage"], "s3-cmp", "identities.json"))["identities"]
+    }
+    assert in_s3 == local
+    assert _screentime(lambda n: _read(s3_stubs["storage"], "s3-cmp", n)) == _screentime(
+        lambda n: _read(stubs["storage"], "s3-cmp", n)
+    )
+
+    # Crop listing pages through S3 with presigned URLs that fetch over HTTP.
+    track = json.loads(_read(s3_stubs["storage"], "s3-cmp", "identities.json"))["identities"][0]["track_ids"][0]
+    keys, cursor = [], ""
+    while True:
+        page = s3_stubs["storage"].ListTrackCrops(
+            storage_pb2.ListTrackCropsRequest(ep_id="s3-cmp", track_id=track, sample=2, limit=3, start_after=cursor)
+        )
+        keys += [item.key for item in page.items]
+        cursor = page.next_start_after
+        if not cursor:
+            break
+    assert len(keys) >= 4 and keys == sorted(keys)
+    body = urllib.request.urlopen(page.items[-1].url if page.items else "", timeout=10).read()
+    assert body[:2] == b"\xff\xd8"  # a JPEG
+
+
+def test_delete_keeps_or_removes_s3_objects_as_asked(
+    s3_stack: tuple[LocalStack, dict], s3: SeaweedServer, media: Path
+) -> None:
+    stack, stubs = s3_stack
+    for ep_id in ("s3-del-1", "s3-del-2"):
+        stubs["orchestrator"].CreateEpisode(
+            storage_pb2.CreateEpisodeRequest(ep_id=ep_id, source_path=str(media / "single_face.mp4"))
+        )
+        assert _run(stubs, ep_id, 2).state == SUCCEEDED
+    before = _objects(s3, "s3-del-1")
+    assert before >= 8  # video, record, run artifacts, crops
+    kept = stubs["storage"].DeleteEpisode(storage_pb2.DeleteEpisodeRequest(ep_id="s3-del-1", include_s3=False))
+    assert kept.s3_objects_removed == 0 and _objects(s3, "s3-del-1") == before
+    removed = stubs["storage"].DeleteEpisode(storage_pb2.DeleteEpisodeRequest(ep_id="s3-del-2", include_s3=True))
+    assert removed.s3_objects_removed > 0 and _objects(s3, "s3-del-2") == 0
+
+
+def test_s3_outage_mid_run_fails_clearly_and_keeps_the_previous_run(
+    s3_stack: tuple[LocalStack, dict], s3: SeaweedServer, media: Path
+) -> None:
+    stack, stubs = s3_stack
+    stubs["orchestrator"].CreateEpisode(
+        storage_pb2.CreateEpisodeRequest(ep_id="s3-fault", source_path=str(media / "WolfgangLanger_Pexels.mp4"))
+    )
+    first = _run(stubs, "s3-fault", 4)
+    assert first.state == SUCCEEDED
+    job = stubs["orchestrator"].SubmitJob(orchestrator_pb2.SubmitJobRequest(ep_id="s3-fault"))
+    for progress in stubs["orchestrator"].WatchJob(orchestrator_pb2.WatchJobRequest(job_id=job.job_id)):
+        if progress.frames_done >= 30 and s3.running:
+            s3.stop()
+    final = stubs["orchestrator"].GetJob(orchestrator_pb2.GetJobRequest(job_id=job.job_id)).progress
+    assert final.state == orchestrator_pb2.JOB_STATE_FAILED
+    assert "unavailable" in final.message.lower() or "unreachable" in final.message.lower(), final.message
+    assert "Signature" not in final.message  # presigned credentials never leak into messages
+    s3.restart()
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            episode = stubs["storage"].GetEpisode(storage_pb2.GetEpisodeRequest(ep_id="s3-fault"))
+            break
+        except grpc.RpcError:
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+    assert episode.current_run_id == first.summary.run_id  # the failed run was never published
+    assert json.loads(_read(stubs["storage"], "s3-fault", "manifest.json"))["run_id"] == first.summary.run_id
+
+
+def test_delete_all_with_the_phrase(s3_stack: tuple[LocalStack, dict], s3: SeaweedServer) -> None:
+    _, stubs = s3_stack
+    count = len(stubs["storage"].ListEpisodes(storage_pb2.ListEpisodesRequest()).episodes)
+    result = stubs["storage"].DeleteAllEpisodes(
+        storage_pb2.DeleteAllEpisodesRequest(confirm="delete all episodes", include_s3=True)
+    )
+    assert result.episodes_deleted == count > 0
+    assert list(stubs["storage"].ListEpisodes(storage_pb2.ListEpisodesRequest()).episodes) == []
+    assert _objects(s3, "") == 0
