@@ -196,6 +196,24 @@ def cmd_facebank_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_facebank_show(args: argparse.Namespace) -> int:
+    with session(args, ("storage",)) as s, translate_rpc_errors("storage"):
+        person = s.storage.GetPerson(storage_pb2.GetPersonRequest(show_id=args.show, person_id=args.person_id))
+    print(f"{person.name} ({person.person_id}) in show {person.show_id}, enrolled {person.created_at}")
+    for e in person.exemplars:
+        print(f"  {e.exemplar_id}  {e.source_name:<32} quality={e.quality:.2f} model={e.model_id}")
+    return 0
+
+
+def cmd_facebank_remove_exemplar(args: argparse.Namespace) -> int:
+    with session(args, ("storage",)) as s, translate_rpc_errors("storage"):
+        person = s.storage.RemoveExemplar(
+            storage_pb2.RemoveExemplarRequest(show_id=args.show, person_id=args.person_id, exemplar_id=args.exemplar_id)
+        )
+    print(f"removed exemplar {args.exemplar_id}; {person.name} keeps {len(person.exemplars)}")
+    return 0
+
+
 def cmd_facebank_remove(args: argparse.Namespace) -> int:
     with session(args, ("storage",)) as s, translate_rpc_errors("storage"):
         removed = s.storage.RemovePerson(storage_pb2.RemovePersonRequest(show_id=args.show, person_id=args.person_id))
@@ -389,6 +407,15 @@ def build_parser() -> argparse.ArgumentParser:
     fl = facebank.add_parser("list", help="list enrolled people")
     fl.add_argument("--show", default="default")
     fl.set_defaults(func=cmd_facebank_list)
+    fs = facebank.add_parser("show", help="a person and their exemplars")
+    fs.add_argument("person_id")
+    fs.add_argument("--show", default="default")
+    fs.set_defaults(func=cmd_facebank_show)
+    fe = facebank.add_parser("remove-exemplar", help="purge one exemplar (embedding and crop) of a person")
+    fe.add_argument("person_id")
+    fe.add_argument("exemplar_id")
+    fe.add_argument("--show", default="default")
+    fe.set_defaults(func=cmd_facebank_remove_exemplar)
     fr = facebank.add_parser("remove", help="remove a person and their exemplars")
     fr.add_argument("person_id")
     fr.add_argument("--show", default="default")

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from faceflow.v1 import common_pb2, storage_pb2
 
-from services.common.errors import InvalidArgument
+from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 
 # Artifact names are relative paths of safe segments ("crops/track_0001/000012.jpg").
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -42,6 +42,18 @@ def limited(chunks: Iterable[bytes], limit: int = MAX_VIDEO_BYTES) -> Iterator[b
 DEFAULT_SHOW = "default"
 # Review records per episode: far beyond a day of reviewing, small enough to list in one call.
 MAX_REVIEW_RECORDS = 100_000
+
+
+def remove_exemplar_from(person: storage_pb2.Person, exemplar_id: str) -> storage_pb2.Person:
+    """The person without that exemplar; a person keeps at least one (remove the person instead)."""
+    kept = [e for e in person.exemplars if e.exemplar_id != exemplar_id]
+    if len(kept) == len(person.exemplars):
+        raise NotFound(f"{person.name} has no exemplar {exemplar_id!r}")
+    if not kept:
+        raise FailedPrecondition(f"{exemplar_id!r} is the last exemplar of {person.name}; remove the person instead")
+    del person.exemplars[:]
+    person.exemplars.extend(kept)
+    return person
 
 
 def validate_artifact_name(name: str) -> str:
@@ -127,6 +139,10 @@ class StorageBackend(Protocol):
     def list_people(self, show_id: str) -> list[storage_pb2.Person]: ...
 
     def get_person(self, show_id: str, person_id: str) -> storage_pb2.Person: ...
+
+    def remove_exemplar(self, show_id: str, person_id: str, exemplar_id: str) -> storage_pb2.Person:
+        """Purge one exemplar (its embedding and crop); NotFound if unknown, the person is kept."""
+        ...
 
     def remove_person(self, show_id: str, person_id: str) -> int:
         """Purge a person's record and exemplars (embeddings and crops: biometric data); count removed."""

@@ -27,7 +27,14 @@ from google.protobuf import json_format
 
 from services.common.errors import AlreadyExists, FaceflowError, FailedPrecondition, InvalidArgument, NotFound
 from services.common.ids import validate_id
-from services.storage.backend import DEFAULT_SHOW, MAX_REVIEW_RECORDS, limited, validate_artifact_name, video_suffix
+from services.storage.backend import (
+    DEFAULT_SHOW,
+    MAX_REVIEW_RECORDS,
+    limited,
+    remove_exemplar_from,
+    validate_artifact_name,
+    video_suffix,
+)
 from services.storage.file_server import UrlSigner
 
 CHUNK_BYTES = 1024 * 1024
@@ -363,6 +370,13 @@ class LocalStorage:
         if not path.is_file():
             raise NotFound(f"person {person_id!r} is not in the facebank of show {show_id or DEFAULT_SHOW!r}")
         return json_format.Parse(path.read_text(), storage_pb2.Person())
+
+    def remove_exemplar(self, show_id: str, person_id: str, exemplar_id: str) -> storage_pb2.Person:
+        with self._lock:
+            person = remove_exemplar_from(self.get_person(show_id, person_id), exemplar_id)
+            text = json_format.MessageToJson(person, preserving_proto_field_name=True)
+            atomic_write_bytes(self._show_dir(show_id) / f"{person_id}.json", [text.encode()])
+            return person
 
     def remove_person(self, show_id: str, person_id: str) -> int:
         with self._lock:

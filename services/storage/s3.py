@@ -45,7 +45,14 @@ from google.protobuf import json_format
 
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from services.common.ids import validate_id
-from services.storage.backend import DEFAULT_SHOW, MAX_REVIEW_RECORDS, limited, validate_artifact_name, video_suffix
+from services.storage.backend import (
+    DEFAULT_SHOW,
+    MAX_REVIEW_RECORDS,
+    limited,
+    remove_exemplar_from,
+    validate_artifact_name,
+    video_suffix,
+)
 from services.storage.local import _person_id, atomic_write_bytes
 
 MIB = 1024 * 1024
@@ -797,6 +804,19 @@ class S3Storage:
         if found is None:
             raise NotFound(f"person {person_id!r} is not in the facebank of show {show_id or DEFAULT_SHOW!r}")
         return json_format.Parse(found[0].decode(), storage_pb2.Person())
+
+    def remove_exemplar(self, show_id: str, person_id: str, exemplar_id: str) -> storage_pb2.Person:
+        key = self._person_key(show_id, validate_id("person", person_id))
+        for attempt in range(self.settings.record_cas_attempts):
+            found = self._read_json(key)
+            if found is None:
+                raise NotFound(f"person {person_id!r} is not in the facebank of show {show_id or DEFAULT_SHOW!r}")
+            person = remove_exemplar_from(json_format.Parse(found[0].decode(), storage_pb2.Person()), exemplar_id)
+            text = json_format.MessageToJson(person, preserving_proto_field_name=True)
+            if self._write_conditional(key, text.encode(), found[1]):
+                return person
+            self._cas_backoff(attempt)
+        raise Unavailable(f"person {person_id!r} is being changed by other writers; retry")
 
     def remove_person(self, show_id: str, person_id: str) -> int:
         person = self.get_person(show_id, person_id)

@@ -147,6 +147,11 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     def GetPerson(self, request: storage_pb2.GetPersonRequest, context: grpc.ServicerContext) -> storage_pb2.Person:
         return self._backend.get_person(request.show_id, request.person_id)
 
+    def RemoveExemplar(
+        self, request: storage_pb2.RemoveExemplarRequest, context: grpc.ServicerContext
+    ) -> storage_pb2.Person:
+        return self._backend.remove_exemplar(request.show_id, request.person_id, request.exemplar_id)
+
     def RemovePerson(
         self, request: storage_pb2.RemovePersonRequest, context: grpc.ServicerContext
     ) -> storage_pb2.RemovePersonResponse:

@@ -130,6 +130,30 @@ def test_facebank_people(stubs: dict) -> None:
         storage_pb2.AddPersonRequest(show_id="show-x", name="Ada Lovelace", exemplars=[exemplar], append=True)
     )
     assert len(grown.exemplars) == 2
+    kept = storage.RemoveExemplar(
+        storage_pb2.RemoveExemplarRequest(
+            show_id="show-x", person_id="ada-lovelace", exemplar_id=grown.exemplars[0].exemplar_id
+        )
+    )
+    assert [e.exemplar_id for e in kept.exemplars] == [grown.exemplars[1].exemplar_id]
+    expect_status(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        lambda: storage.RemoveExemplar(
+            storage_pb2.RemoveExemplarRequest(
+                show_id="show-x", person_id="ada-lovelace", exemplar_id=kept.exemplars[0].exemplar_id
+            )
+        ),
+        "last exemplar",
+    )
+    expect_status(
+        grpc.StatusCode.NOT_FOUND,
+        lambda: storage.RemoveExemplar(
+            storage_pb2.RemoveExemplarRequest(show_id="show-x", person_id="ada-lovelace", exemplar_id="nope")
+        ),
+    )
+    grown = storage.AddPerson(
+        storage_pb2.AddPersonRequest(show_id="show-x", name="Ada Lovelace", exemplars=[exemplar], append=True)
+    )
     assert [p.name for p in storage.ListPeople(storage_pb2.ListPeopleRequest(show_id="show-x")).people] == [
         "Ada Lovelace"
     ]
