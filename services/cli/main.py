@@ -362,6 +362,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 REPORT_FILES = ("manifest.json", "identities.json", "screentime.json", "tracks.jsonl", "detections.jsonl")
+REVIEWED_FILES = ("identities.reviewed.json", "screentime.reviewed.json")
 
 
 @contextmanager
@@ -380,6 +381,8 @@ def run_folder(args: argparse.Namespace) -> Iterator[Path]:
                 storage_pb2.ListArtifactsRequest(prefix=storage_pb2.ArtifactRef(ep_id=args.episode, name="crops/"))
             )
         fetch_outputs(s, args.episode, folder, [a.ref.name for a in crops.artifacts])
+        with contextlib.suppress(errors.NotFound):  # reviewed outputs exist only once someone reviewed
+            fetch_outputs(s, args.episode, folder, REVIEWED_FILES)
         yield folder
 
 

@@ -125,8 +125,9 @@ def shot_cuts(run_dir: Path) -> list[float]:
 def load_run(run_dir: Path) -> RunData:
     """Read and join the files the report needs; a missing one is named in the error."""
     manifest = run_files.read_json(run_dir, run_files.MANIFEST)
-    identities = run_files.read_json(run_dir, run_files.IDENTITIES)
-    screentime = run_files.read_json(run_dir, run_files.SCREENTIME)
+    # Reviewers' corrections (renames, merges, moves) are what people want to see when they exist.
+    identities = run_files.read_json(run_dir, run_files.reviewed(run_dir, run_files.IDENTITIES))
+    screentime = run_files.read_json(run_dir, run_files.reviewed(run_dir, run_files.SCREENTIME))
     return RunData(manifest, screentime, _identity_views(identities, screentime), shot_cuts(run_dir))
 
 

@@ -22,6 +22,12 @@ CROPS_DIR = "crops"
 CROP_INDEX = "index.json"
 
 
+def reviewed(run_dir: Path, name: str) -> str:
+    """The reviewed version of a contract file when reviewers have corrected the run, else the file."""
+    candidate = name.replace(".json", ".reviewed.json")
+    return candidate if (run_dir / candidate).is_file() else name
+
+
 def require_run_dir(run_dir: Path) -> Path:
     """The run folder itself must exist; a missing folder is a wrong path, not a broken run."""
     if not run_dir.is_dir():

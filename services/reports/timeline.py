@@ -258,8 +258,8 @@ def read_json(path: Path) -> list[TimelineRow]:
 
 def load_rows(run_dir: Path) -> tuple[list[TimelineRow], dict[str, Any]]:
     """Rows of a run folder and the metadata worth copying into an export."""
-    screentime = run_files.read_json(run_dir, run_files.SCREENTIME)
-    identities = run_files.read_json(run_dir, run_files.IDENTITIES)
+    screentime = run_files.read_json(run_dir, run_files.reviewed(run_dir, run_files.SCREENTIME))
+    identities = run_files.read_json(run_dir, run_files.reviewed(run_dir, run_files.IDENTITIES))
     meta = {key: screentime.get(key) for key in ("ep_id", "fps", "duration_s", "gap_bridge_s")}
     return timeline_rows(screentime, identities), meta
 

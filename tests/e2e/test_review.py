@@ -108,6 +108,13 @@ def test_merge_rename_and_move_survive_a_rerun_and_undo_works(
     assert len(moved_now) == 1 and len(moved_now[0].track_ids) == 1  # the moved track is on its own
     reviewed = json.loads((stack.data_root / "episodes" / EP / "review.json").read_text())
     assert reviewed["run_id"] == second_run
+    folder = stack.data_root / "episodes" / EP
+    people = json.loads((folder / "screentime.reviewed.json").read_text())["people"]
+    assert [p["label"] for p in people] == ["Joe Biden"] and people[0]["seconds"] == pytest.approx(named[0].seconds)
+    from services.reports.timeline import load_rows
+
+    rows, _ = load_rows(folder)  # the timeline export follows the review
+    assert {r.label for r in rows if r.kind == "person"} == {"Joe Biden"}
 
     undone = stubs["orchestrator"].UndoReview(orchestrator_pb2.UndoReviewRequest(ep_id=EP))
     assert not any(i.identity_id.startswith("id_r") for i in undone.identities)

@@ -18,7 +18,7 @@ from services.orchestrator.artifacts import upload_artifact
 from services.orchestrator.clients import ServiceClients
 from services.orchestrator.review.carry import map_identity, map_tracks
 from services.orchestrator.review.view import ReviewView, Track
-from services.orchestrator.screentime import ScreenTimeSettings, screen_time, total_seconds
+from services.orchestrator.screentime import ScreenTimeSettings, merge_by_label, screen_time, total_seconds
 
 # Runs whose files are kept parsed in memory (the current run and the runs older records were made on).
 RUN_CACHE_SIZE = 8
@@ -36,6 +36,8 @@ class RunData:
     duration_s: float
     gap_bridge_s: float
     cut_frames: np.ndarray
+    raw_identities: dict[str, dict[str, Any]]
+    embedding_model: str
 
     def base_view(self) -> ReviewView:
         return ReviewView(
@@ -76,6 +78,8 @@ def load_run(clients: ServiceClients, ep_id: str, run_id: str) -> RunData:
         duration_s=float(video.get("duration_s", 0.0)),
         gap_bridge_s=float(manifest["settings"]["screen_time"]["gap_bridge_s"]),
         cut_frames=np.asarray(cuts, np.int64),
+        raw_identities={i["identity_id"]: i for i in identities},
+        embedding_model=manifest.get("embedding_model", ""),
     )
 
 
@@ -251,6 +255,9 @@ class ReviewService:
             "review.json",
             json_format.MessageToJson(state, preserving_proto_field_name=True).encode(),
         )
+        identities, screentime = reviewed_outputs(ep_id, run, view)
+        upload_artifact(self._clients, ep_id, run.run_id, "identities.reviewed.json", identities)
+        upload_artifact(self._clients, ep_id, run.run_id, "screentime.reviewed.json", screentime)
         with translate_rpc_errors("storage"):
             self._clients.storage.PublishRun(storage_pb2.PublishRunRequest(ep_id=ep_id, run_id=run.run_id))
         return state
@@ -292,6 +299,57 @@ class ReviewService:
             unassigned_track_ids=sorted(view.unassigned),
             deleted_track_ids=sorted(view.deleted),
         )
+
+
+def reviewed_outputs(ep_id: str, run: RunData, view: ReviewView) -> tuple[bytes, bytes]:
+    """identities.reviewed.json and screentime.reviewed.json: the output contract, after review."""
+    frames = {identity: view.visible_frames(identity) for identity in view.identities}
+    intervals = screen_time(
+        frames, run.fps, run.stride, run.duration_s, ScreenTimeSettings(run.gap_bridge_s), cut_frames=run.cut_frames
+    )
+    labels = {identity: view.labels.get(identity, ("", ""))[0] or None for identity in view.identities}
+    identities = []
+    for identity, tracks in view.identities.items():
+        raw = run.raw_identities.get(identity, {})
+        label, source = view.labels.get(identity, ("", ""))
+        identities.append(
+            {
+                "identity_id": identity,
+                "label": label or None,
+                "person_id": raw.get("person_id") if source == "facebank" else None,
+                "tier": "review" if source == "review" else raw.get("tier", "unknown") if label else "unknown",
+                "similarity": raw.get("similarity"),
+                "suggestions": raw.get("suggestions", []),
+                "track_ids": sorted(tracks),
+            }
+        )
+    people = merge_by_label(intervals, labels)
+
+    def rounded(values: list[tuple[float, float]]) -> list[list[float]]:
+        return [[round(a, 4), round(b, 4)] for a, b in values]
+
+    screentime = {
+        "ep_id": ep_id,
+        "fps": run.fps,
+        "duration_s": round(run.duration_s, 4),
+        "reviewed": True,
+        "gap_bridge_s": run.gap_bridge_s,
+        "identities": [
+            {
+                "identity_id": i,
+                "label": labels[i],
+                "seconds": round(total_seconds(intervals[i]), 4),
+                "intervals": rounded(intervals[i]),
+            }
+            for i in sorted(view.identities, key=lambda k: -total_seconds(intervals[k]))
+        ],
+        "people": [
+            {"label": label, "seconds": round(total_seconds(v), 4), "intervals": rounded(v)}
+            for label, v in sorted(people.items())
+        ],
+    }
+    identities_doc = {"embedding_model": run.embedding_model, "reviewed": True, "identities": identities}
+    return json.dumps(identities_doc, indent=1).encode(), json.dumps(screentime, indent=1).encode()
 
 
 def _now() -> str:
