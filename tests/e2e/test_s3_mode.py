@@ -121,10 +121,29 @@ def test_delete_keeps_or_removes_s3_objects_as_asked(
     s3_stack: tuple[LocalStack, dict], s3: SeaweedServer, media: Path
 ) -> None:
     stack, stubs = s3_stack
-    for ep_id in ("s3-del-1", "s3-del-2"):
-        stubs["orchestrator"].CreateEpisode(
-            storage_pb2.CreateEpisodeRequest(ep_id=ep_id, source_path=str(media / "single_face.mp4"))
+    stubs["orchestrator"].CreateEpisode(
+        storage_pb2.CreateEpisodeRequest(ep_id="s3-del-1", source_path=str(media / "single_face.mp4"))
+    )
+    # The second one arrives as a streamed upload (what a remote client does): staged in S3, probed, committed.
+    data = (media / "single_face.mp4").read_bytes()
+    header = orchestrator_pb2.UploadEpisodeRequest.Header(ep_id="s3-del-2", filename="clip.mp4")
+    uploaded = stubs["orchestrator"].UploadEpisode(
+        iter(
+            [orchestrator_pb2.UploadEpisodeRequest(header=header)]
+            + [orchestrator_pb2.UploadEpisodeRequest(chunk=data[i : i + 65536]) for i in range(0, len(data), 65536)]
         )
+    )
+    assert uploaded.video.frame_count == 72 and uploaded.video_sha256
+    bad = [
+        orchestrator_pb2.UploadEpisodeRequest(
+            header=orchestrator_pb2.UploadEpisodeRequest.Header(ep_id="s3-del-3", filename="x.mp4")
+        ),
+        orchestrator_pb2.UploadEpisodeRequest(chunk=b"not a video" * 100),
+    ]
+    with pytest.raises(grpc.RpcError) as refused:
+        stubs["orchestrator"].UploadEpisode(iter(bad))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and _objects(s3, "s3-del-3") == 0
+    for ep_id in ("s3-del-1", "s3-del-2"):
         assert _run(stubs, ep_id, 2).state == SUCCEEDED
     before = _objects(s3, "s3-del-1")
     assert before >= 8  # video, record, run artifacts, crops
