@@ -214,6 +214,13 @@ def cmd_facebank_remove_exemplar(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_facebank_reembed(args: argparse.Namespace) -> int:
+    with session(args) as s, translate_rpc_errors("orchestrator"):
+        result = s.orchestrator.ReembedFacebank(orchestrator_pb2.ReembedFacebankRequest(show_id=args.show))
+    print(f"re-embedded {result.exemplars_reembedded} exemplar(s) of {result.people} person(s) with {result.model_id}")
+    return 0
+
+
 def cmd_facebank_remove(args: argparse.Namespace) -> int:
     with session(args, ("storage",)) as s, translate_rpc_errors("storage"):
         removed = s.storage.RemovePerson(storage_pb2.RemovePersonRequest(show_id=args.show, person_id=args.person_id))
@@ -469,6 +476,9 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("exemplar_id")
     fe.add_argument("--show", default="default")
     fe.set_defaults(func=cmd_facebank_remove_exemplar)
+    fre = facebank.add_parser("reembed", help="re-embed exemplars made by another model with the current one")
+    fre.add_argument("--show", default="default")
+    fre.set_defaults(func=cmd_facebank_reembed)
     fr = facebank.add_parser("remove", help="remove a person and their exemplars")
     fr.add_argument("person_id")
     fr.add_argument("--show", default="default")

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 from faceflow.v1 import detector_pb2, embedder_pb2, orchestrator_pb2, storage_pb2
 
-from services.common.errors import InvalidArgument
+from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.face_quality import face_quality
 from services.common.grpc_errors import translate_rpc_errors
 from services.orchestrator.clients import ServiceClients
@@ -84,3 +84,44 @@ def enroll_person(
             )
         )
     return orchestrator_pb2.EnrollPersonResponse(person=person, rejected=rejected)
+
+
+def reembed_facebank(clients: ServiceClients, show_id: str) -> orchestrator_pb2.ReembedFacebankResponse:
+    """Give every exemplar a vector of the current model, computed from its stored aligned crop."""
+    with translate_rpc_errors("embedder"):
+        model_id = clients.embedder.GetEmbedderInfo(embedder_pb2.GetEmbedderInfoRequest()).model.model_id
+    with translate_rpc_errors("storage"):
+        people = clients.storage.ListPeople(storage_pb2.ListPeopleRequest(show_id=show_id)).people
+    touched = done = 0
+    for person in people:
+        current = {e.source_name for e in person.exemplars if e.model_id == model_id}
+        stale = [e for e in person.exemplars if e.model_id != model_id and e.source_name not in current and e.crop_jpeg]
+        if not stale:
+            continue
+        crops = []
+        for exemplar in stale:
+            image = cv2.imdecode(np.frombuffer(exemplar.crop_jpeg, np.uint8), cv2.IMREAD_COLOR)
+            if image is None or image.shape != (CROP_SIZE, CROP_SIZE, 3):
+                raise FailedPrecondition(
+                    f"exemplar {exemplar.exemplar_id} of {person.name} has no usable crop; re-enrol {person.name}"
+                )
+            crops.append(image.tobytes())
+        with translate_rpc_errors("embedder"):
+            embedded = clients.embedder.Embed(embedder_pb2.EmbedRequest(crops_bgr=crops))
+        fresh = [
+            storage_pb2.Exemplar(
+                model_id=embedded.model_id,
+                embedding=vector.values,
+                crop_jpeg=old.crop_jpeg,
+                source_name=old.source_name,
+                quality=old.quality,
+            )
+            for old, vector in zip(stale, embedded.embeddings, strict=True)
+        ]
+        with translate_rpc_errors("storage"):
+            clients.storage.AddPerson(
+                storage_pb2.AddPersonRequest(show_id=show_id, name=person.name, exemplars=fresh, append=True)
+            )
+        touched += 1
+        done += len(fresh)
+    return orchestrator_pb2.ReembedFacebankResponse(model_id=model_id, people=touched, exemplars_reembedded=done)

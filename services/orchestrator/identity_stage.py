@@ -56,7 +56,7 @@ def facebank_for_model(people: list[storage_pb2.Person], model_id: str) -> tuple
             names[person.person_id] = person.name
     if skipped:
         log.warning(
-            "facebank exemplars made by another model were skipped; re-enrol those people",
+            "facebank exemplars made by another model were skipped; run `faceflow facebank reembed`",
             extra={"skipped": skipped, "model_id": model_id},
         )
     dim = len(vectors[0]) if vectors else 0

@@ -12,7 +12,7 @@ from services.common.errors import InvalidArgument, NotFound
 from services.common.grpc_errors import translate_rpc_errors
 from services.common.ids import validate_id
 from services.orchestrator.clients import ServiceClients
-from services.orchestrator.enrolment import enroll_person
+from services.orchestrator.enrolment import enroll_person, reembed_facebank
 from services.orchestrator.jobs import JobManager
 from services.orchestrator.review.service import ReviewService
 
@@ -119,6 +119,11 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self, request: orchestrator_pb2.ListJobsRequest, context: grpc.ServicerContext
     ) -> orchestrator_pb2.ListJobsResponse:
         return orchestrator_pb2.ListJobsResponse(jobs=self._jobs.list(request.ep_id))
+
+    def ReembedFacebank(
+        self, request: orchestrator_pb2.ReembedFacebankRequest, context: grpc.ServicerContext
+    ) -> orchestrator_pb2.ReembedFacebankResponse:
+        return reembed_facebank(self._clients, request.show_id)
 
     def Review(
         self, request: orchestrator_pb2.ReviewRequest, context: grpc.ServicerContext

@@ -174,3 +174,31 @@ def test_streamed_upload_becomes_an_episode_and_bad_uploads_leave_nothing(
     assert not (stack.data_root / "episodes" / "uploaded-2").exists()
     assert not (stack.data_root / "episodes" / "uploaded-3").exists()
     assert list((stack.data_root / "staging").iterdir()) == []
+
+
+def test_exemplars_of_another_model_are_reembedded_not_matched(stubs: dict, media: Path) -> None:
+    orch, storage = stubs["orchestrator"], stubs["storage"]
+    seed = orchestrator_pb2.EnrollPersonRequest.SeedImage
+    enrolled = orch.EnrollPerson(
+        orchestrator_pb2.EnrollPersonRequest(
+            show_id="reembed",
+            name="Joe Biden",
+            images=[seed(name="biden.jpg", data=(media / "biden.jpg").read_bytes())],
+        )
+    )
+    current = enrolled.person.exemplars[0]
+    old = storage_pb2.Exemplar()
+    old.CopyFrom(current)
+    old.model_id, old.exemplar_id, old.source_name = "older_model@000000000000", "", "biden-old.jpg"
+    old.embedding[:] = [0.0] * 511 + [1.0]
+    storage.RemovePerson(storage_pb2.RemovePersonRequest(show_id="reembed", person_id="joe-biden"))
+    storage.AddPerson(storage_pb2.AddPersonRequest(show_id="reembed", name="Joe Biden", exemplars=[old]))
+    result = orch.ReembedFacebank(orchestrator_pb2.ReembedFacebankRequest(show_id="reembed"))
+    assert (result.people, result.exemplars_reembedded, result.model_id) == (1, 1, current.model_id)
+    person = storage.GetPerson(storage_pb2.GetPersonRequest(show_id="reembed", person_id="joe-biden"))
+    fresh = [e for e in person.exemplars if e.model_id == current.model_id]
+    assert len(fresh) == 1 and len(person.exemplars) == 2
+    similarity = sum(a * b for a, b in zip(fresh[0].embedding, current.embedding, strict=True))
+    assert similarity > 0.95  # from the stored JPEG crop: nearly the original vector
+    again = orch.ReembedFacebank(orchestrator_pb2.ReembedFacebankRequest(show_id="reembed"))
+    assert again.exemplars_reembedded == 0
