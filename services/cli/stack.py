@@ -41,6 +41,8 @@ class LocalStack:
     host: str = "127.0.0.1"
     log_dir: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Detector processes; the orchestrator shards episodes across all of them.
+    detector_replicas: int = 1
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
 
     def address(self, name: str) -> str:
@@ -60,24 +62,30 @@ class LocalStack:
         wanted = [s for s in ORDER if s in self.services]
         try:
             for name in wanted:
-                self._spawn(name, log_dir)
-            for name in wanted:
-                self._wait_serving(self.processes[name])
+                replicas = self.detector_replicas if name == "detector" else 1
+                for replica in range(replicas):
+                    self._spawn(name if replica == 0 else f"{name}-{replica + 1}", log_dir, module=name)
+            for process in list(self.processes.values()):
+                self._wait_serving(process)
         except BaseException:
             self.stop()
             raise
 
-    def _spawn(self, name: str, log_dir: Path) -> None:
-        for dep in DEPENDENCIES.get(name, ()):
-            if dep in self.processes and not self.processes[dep].address:
-                self._wait_port(self.processes[dep])
+    def replicas(self, module: str) -> list[ServiceProcess]:
+        return [p for n, p in self.processes.items() if n == module or n.startswith(module + "-")]
+
+    def _spawn(self, name: str, log_dir: Path, module: str) -> None:
+        for dep in DEPENDENCIES.get(module, ()):
+            for replica in self.replicas(dep):
+                if not replica.address:
+                    self._wait_port(replica)
         port_file = log_dir / f"{name}.port"
         port_file.unlink(missing_ok=True)
         log_path = log_dir / f"{name}.log"
         args = [
             sys.executable,
             "-m",
-            f"services.{name}",
+            f"services.{module}",
             "--port",
             "0",
             "--port-file",
@@ -87,8 +95,8 @@ class LocalStack:
             "--data-root",
             str(self.data_root),
         ]
-        for dep in DEPENDENCIES.get(name, ()):
-            args += [f"--{dep}-addr", self.processes[dep].address]
+        for dep in DEPENDENCIES.get(module, ()):
+            args += [f"--{dep}-addr", ",".join(r.address for r in self.replicas(dep))]
         env = {**os.environ, **self.extra_env}
         with log_path.open("ab") as log:
             process = subprocess.Popen(

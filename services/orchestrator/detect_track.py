@@ -7,22 +7,27 @@ previous batch while detection continues. Only crops and small messages cross th
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
 
 import numpy as np
-from faceflow.v1 import common_pb2, detector_pb2, embedder_pb2, tracker_pb2
+from faceflow.v1 import common_pb2, detector_pb2, detector_pb2_grpc, embedder_pb2, tracker_pb2
 
-from services.common.errors import Cancelled, FailedPrecondition
+from services.common.errors import Cancelled, FaceflowError, FailedPrecondition, Unavailable
 from services.common.grpc_errors import translate_rpc_errors
 from services.orchestrator.artifacts import CropSaver
 from services.orchestrator.clients import ServiceClients
 from services.orchestrator.face_table import FaceTable, FaceTableBuilder
 from services.orchestrator.sampler import SamplerSettings, TrackSampler
+from services.orchestrator.segments import Segment, link_tracks, plan_segments
+
+log = logging.getLogger(__name__)
 
 # Crops per embedder call: big enough to amortise the call, small enough that embedding keeps
 # pace with detection instead of piling up at the end of the stream (16 x 37.6 KB per request).
@@ -60,6 +65,7 @@ class StreamResult:
     detect_track_s: float
     embed_s: float
     crops_saved: int = 0
+    segments: int = 1
 
 
 class _EmbedQueue:
@@ -67,7 +73,9 @@ class _EmbedQueue:
 
     def __init__(self, clients: ServiceClients) -> None:
         self._clients = clients
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
+        # One batch in flight per embedder replica; results stay in submission order.
+        self._pool = ThreadPoolExecutor(max_workers=len(clients.embedders), thread_name_prefix="embed")
+        self._turn = 0
         self._pending: list[bytes] = []
         self.rows: list[int] = []
         self._futures: list[Future[tuple[str, np.ndarray, float]]] = []
@@ -86,8 +94,17 @@ class _EmbedQueue:
 
     def _embed(self, crops: list[bytes]) -> tuple[str, np.ndarray, float]:
         started = time.monotonic()
-        with translate_rpc_errors("embedder"):
-            response = self._clients.embedder.Embed(embedder_pb2.EmbedRequest(crops_bgr=crops))
+        embedders = self._clients.embedders
+        self._turn += 1
+        for attempt in range(len(embedders)):
+            try:
+                with translate_rpc_errors("embedder"):
+                    stub = embedders[(self._turn + attempt) % len(embedders)]
+                    response = stub.Embed(embedder_pb2.EmbedRequest(crops_bgr=crops))
+                break
+            except Unavailable:  # a replica went away: the same batch on the next one
+                if attempt == len(embedders) - 1:
+                    raise
         vectors = np.array([e.values for e in response.embeddings], np.float32).reshape(len(crops), response.dim)
         return response.model_id, vectors, time.monotonic() - started
 
@@ -149,33 +166,59 @@ class _TrackerSession:
         self._call.cancel()
 
 
-def detect_track_embed(
+@dataclass
+class _Face:
+    frame: int
+    box: list[float]
+    score: float
+    quality: float
+    landmarks: list[float]
+    track: int  # the segment's own track id, 0 = untracked
+    candidate: bool
+
+
+@dataclass
+class _SegmentResult:
+    segment: Segment
+    frames: list[int] = field(default_factory=list)
+    cuts: list[int] = field(default_factory=list)
+    faces: list[_Face] = field(default_factory=list)  # overlap-frame faces included (frame < segment.start)
+    samples: list[tuple[int, tuple[bytes, bytes]]] = field(default_factory=list)  # (face index, crops)
+
+
+class _Progress:
+    """Frames done and tracks seen across concurrently running segments."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.frames = 0
+        self.tracks: set[tuple[int, int]] = set()
+
+    def add(self, segment: int, tracks: list[int]) -> None:
+        with self._lock:
+            self.frames += 1
+            self.tracks.update((segment, t) for t in tracks)
+
+
+def _run_segment(
+    detector: detector_pb2_grpc.DetectorServiceStub,
     clients: ServiceClients,
     options: StreamOptions,
-    report: Callable[[StreamProgress], None],
-    cancelled: threading.Event,
-) -> StreamResult:
-    started = time.monotonic()
-    builder = FaceTableBuilder()
-    embeds = _EmbedQueue(clients)
+    segment: Segment,
+    stop: threading.Event,
+    progress: _Progress,
+) -> _SegmentResult:
+    """Detect and track one segment in its own tracker session; sample faces to embed as it goes."""
+    result = _SegmentResult(segment)
     sampler: TrackSampler[tuple[bytes, bytes]] = TrackSampler(options.fps, options.sampler)
-    crops = CropSaver(clients, options.ep_id, options.run_id, options.fps) if options.save_crops else None
-
-    def take(samples: list[tuple[int, tuple[bytes, bytes]]]) -> None:
-        """Embed the sampled faces; save their display crops for reviewers."""
-        embeds.add([(row, aligned) for row, (aligned, _) in samples])
-        if crops is not None:
-            for row, (_, display) in samples:
-                crops.add(builder.track_of(row), builder.frame_of(row), display)
-
     session = _TrackerSession(
-        clients,
-        tracker_pb2.TrackerConfig(tracker=options.tracker, fps=options.fps, frame_stride=options.stride),
+        clients, tracker_pb2.TrackerConfig(tracker=options.tracker, fps=options.fps, frame_stride=options.stride)
     )
-    frames_total = len(range(0, options.frame_count, options.stride))
-    detect_call = clients.detector.DetectVideo(
+    call = detector.DetectVideo(
         detector_pb2.DetectVideoRequest(
             video_uri=options.video_uri,
+            start_frame=segment.overlap_start,
+            end_frame=segment.end,
             stride=options.stride,
             include_crops=True,
             include_candidates=True,
@@ -183,50 +226,160 @@ def detect_track_embed(
             score_threshold=options.det_score_threshold,
         )
     )
-    track_ids: set[int] = set()
-    last_report = 0.0
     try:
         with translate_rpc_errors("detector"):
-            for message in detect_call:
-                if cancelled.is_set():
+            for message in call:
+                if stop.is_set():
                     raise Cancelled("the job was cancelled")
                 frame = message.frame
-                builder.frames.append(frame.frame_index)
-                if frame.shot_boundary:
-                    builder.cut_frames.append(frame.frame_index)
+                owned = frame.frame_index >= segment.start  # the overlap frame only links tracks
                 tracked = {t.face_index: t.track_id for t in session.track(frame).tracked}
+                if owned:
+                    result.frames.append(frame.frame_index)
+                    if frame.shot_boundary:
+                        result.cuts.append(frame.frame_index)
+                    progress.add(segment.index, list(tracked.values()))
                 for index, face in enumerate(frame.faces):
-                    track_id = tracked.get(index, 0)
-                    row = builder.add(
-                        frame.frame_index,
-                        [face.box.x1, face.box.y1, face.box.x2, face.box.y2],
-                        face.score,
-                        face.quality,
-                        list(face.landmarks),
-                        track_id,
-                        face.candidate,
+                    track = tracked.get(index, 0)
+                    box = [face.box.x1, face.box.y1, face.box.x2, face.box.y2]
+                    position = len(result.faces)
+                    result.faces.append(
+                        _Face(
+                            frame.frame_index,
+                            box,
+                            face.score,
+                            face.quality,
+                            list(face.landmarks),
+                            track,
+                            face.candidate,
+                        )
                     )
-                    if track_id:  # untracked faces (unconfirmed, low score) join no identity
-                        track_ids.add(track_id)
-                        sample = (face.aligned_crop_bgr, face.display_crop_jpeg)
-                        take(sampler.add(track_id, frame.frame_index, row, face.quality, sample))
-                now = time.monotonic()
-                if now - last_report >= PROGRESS_INTERVAL_S:
-                    last_report = now
-                    report(StreamProgress(len(builder.frames), frames_total, now - started, len(track_ids)))
+                    if track and owned:  # untracked faces (unconfirmed, low score) join no identity
+                        crops = (face.aligned_crop_bgr, face.display_crop_jpeg)
+                        result.samples += sampler.add(track, frame.frame_index, position, face.quality, crops)
+        result.samples += sampler.flush()
+    except BaseException:
+        call.cancel()
+        raise
+    finally:
+        session.close()
+    return result
+
+
+class _Merger:
+    """Appends segments in order: global track ids, links across borders, embedding and crops."""
+
+    def __init__(self, builder: FaceTableBuilder, embeds: _EmbedQueue, crops: CropSaver | None) -> None:
+        self.builder = builder
+        self.embeds = embeds
+        self.crops = crops
+        self.next_track = 1
+        self.last_frame_faces: tuple[np.ndarray, np.ndarray] = (np.zeros((0, 4)), np.zeros(0, np.int64))
+
+    def merge(self, result: _SegmentResult) -> None:
+        segment = result.segment
+        links: dict[int, int] = {}
+        if segment.overlap_start < segment.start:
+            here = [f for f in result.faces if f.frame == segment.overlap_start]
+            links = link_tracks(
+                *self.last_frame_faces,
+                np.asarray([f.box for f in here], np.float32).reshape(-1, 4),
+                np.asarray([f.track for f in here], np.int64),
+            )
+        global_ids: dict[int, int] = dict(links)
+        rows: dict[int, int] = {}
+        for position, face in enumerate(result.faces):
+            if face.frame < segment.start:
+                continue
+            track = 0
+            if face.track:
+                if face.track not in global_ids:
+                    global_ids[face.track] = self.next_track
+                    self.next_track += 1
+                track = global_ids[face.track]
+            rows[position] = self.builder.add(
+                face.frame, face.box, face.score, face.quality, face.landmarks, track, face.candidate
+            )
+        self.builder.frames.extend(result.frames)
+        self.builder.cut_frames.extend(result.cuts)
+        for position, (aligned, display) in result.samples:
+            row = rows[position]
+            self.embeds.add([(row, aligned)])
+            if self.crops is not None:
+                self.crops.add(self.builder.track_of(row), self.builder.frame_of(row), display)
+        last = result.frames[-1] if result.frames else -1
+        tail = [r for r in rows.values() if self.builder.frame_of(r) == last]
+        self.last_frame_faces = (
+            np.asarray([self.builder.box_of(r) for r in tail], np.float32).reshape(-1, 4),
+            np.asarray([self.builder.track_of(r) for r in tail], np.int64),
+        )
+
+
+def detect_track_embed(
+    clients: ServiceClients,
+    options: StreamOptions,
+    report: Callable[[StreamProgress], None],
+    cancelled: threading.Event,
+) -> StreamResult:
+    """Detect, track and embed an episode, sharded across the detector endpoints (one segment each
+    at a time; a segment whose replica fails is redone on another)."""
+    started = time.monotonic()
+    detectors = clients.detectors
+    segments = plan_segments(options.frame_count, options.stride, options.fps, len(detectors))
+    frames_total = len(range(0, options.frame_count, options.stride))
+    builder = FaceTableBuilder()
+    embeds = _EmbedQueue(clients)
+    crops = CropSaver(clients, options.ep_id, options.run_id, options.fps) if options.save_crops else None
+    merger = _Merger(builder, embeds, crops)
+    progress = _Progress()
+    stop = threading.Event()
+
+    def run(segment: Segment) -> _SegmentResult:
+        error: FaceflowError | None = None
+        for attempt in range(len(detectors)):
+            detector = detectors[(segment.index + attempt) % len(detectors)]
+            try:
+                return _run_segment(detector, clients, options, segment, stop, progress)
+            except Unavailable as failure:  # a replica went away: redo the segment on the next one
+                log.warning(
+                    "detector replica failed; retrying the segment elsewhere",
+                    extra={"segment": segment.index, "error": str(failure)},
+                )
+                error = failure
+        raise error or Unavailable("no detector endpoint")
+
+    def report_now() -> None:
+        report(StreamProgress(progress.frames, frames_total, time.monotonic() - started, len(progress.tracks)))
+
+    pool = ThreadPoolExecutor(max_workers=len(detectors), thread_name_prefix="segment")
+    futures = [pool.submit(run, segment) for segment in segments]
+    try:
+        for future in futures:
+            while True:
+                if cancelled.is_set():
+                    stop.set()
+                try:
+                    merger.merge(future.result(timeout=PROGRESS_INTERVAL_S))
+                    break
+                except FutureTimeout:
+                    report_now()
         detect_track_s = time.monotonic() - started
-        take(sampler.flush())
         model_id, vectors, embed_s = embeds.results()
         crops_saved = crops.finish() if crops is not None else 0
     except BaseException:
-        detect_call.cancel()
+        stop.set()
         embeds.abandon()
         if crops is not None:
             crops.abandon()
         raise
     finally:
-        session.close()
-    report(StreamProgress(len(builder.frames), frames_total, time.monotonic() - started, len(track_ids)))
+        pool.shutdown(wait=True, cancel_futures=True)
+    report_now()
     return StreamResult(
-        builder.build(np.asarray(embeds.rows, np.int64), vectors), model_id, detect_track_s, embed_s, crops_saved
+        builder.build(np.asarray(embeds.rows, np.int64), vectors),
+        model_id,
+        detect_track_s,
+        embed_s,
+        crops_saved,
+        len(segments),
     )

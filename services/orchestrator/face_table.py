@@ -49,6 +49,9 @@ class FaceTableBuilder:
     def track_of(self, row: int) -> int:
         return self._track[row]
 
+    def box_of(self, row: int) -> list[float]:
+        return self._box[row]
+
     def build(self, embedding_rows: np.ndarray, embeddings: np.ndarray) -> FaceTable:
         n = len(self._frame)
         return FaceTable(

@@ -24,7 +24,7 @@ from services.common.ids import validate_id
 from services.orchestrator import outputs
 from services.orchestrator.artifacts import upload_artifact
 from services.orchestrator.backfill import BackfillSettings, backfill_tracks
-from services.orchestrator.clients import ServiceClients
+from services.orchestrator.clients import ServiceClients, call_any
 from services.orchestrator.detect_track import StreamOptions, StreamProgress, detect_track_embed
 from services.orchestrator.identities import ClusteringSettings
 from services.orchestrator.identity_stage import IdentityResult, build_identities
@@ -113,18 +113,20 @@ def validate_episode(clients: ServiceClients, ep_id: str) -> storage_pb2.Episode
     with translate_rpc_errors("storage"):
         episode = clients.storage.GetEpisode(storage_pb2.GetEpisodeRequest(ep_id=ep_id))
     try:
-        with translate_rpc_errors("detector"):
-            clients.detector.ProbeVideo(detector_pb2.ProbeVideoRequest(video_uri=episode.video_uri))
+        probe = detector_pb2.ProbeVideoRequest(video_uri=episode.video_uri)
+        call_any(clients.detectors, "detector", lambda stub: stub.ProbeVideo(probe))
     except (InvalidArgument, FailedPrecondition) as error:
         raise FailedPrecondition(f"the video of episode {ep_id!r} cannot be read: {error}") from None
     return episode
 
 
 def _model_info(clients: ServiceClients) -> dict[str, Any]:
-    with translate_rpc_errors("detector"):
-        detector = clients.detector.GetModelInfo(detector_pb2.GetModelInfoRequest()).model
-    with translate_rpc_errors("embedder"):
-        embedder = clients.embedder.GetEmbedderInfo(embedder_pb2.GetEmbedderInfoRequest()).model
+    detector = call_any(
+        clients.detectors, "detector", lambda s: s.GetModelInfo(detector_pb2.GetModelInfoRequest())
+    ).model
+    embedder = call_any(
+        clients.embedders, "embedder", lambda s: s.GetEmbedderInfo(embedder_pb2.GetEmbedderInfoRequest())
+    ).model
     return {
         "detector": json_format.MessageToDict(detector, preserving_proto_field_name=True),
         "embedder": json_format.MessageToDict(embedder, preserving_proto_field_name=True),
@@ -225,6 +227,8 @@ def run_episode(
             "faces": len(faces.faces()),
             "faces_embedded": len(faces.embedding_row),
             "crops_saved": stream.crops_saved,
+            "segments": stream.segments,
+            "detector_replicas": len(clients.detectors),
             "tracks": len(faces.track_ids()),
             "identities": len(result.identities),
             "facebank_exemplars_used": result.facebank_exemplars_used,
