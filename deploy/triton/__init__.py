@@ -1,0 +1,1 @@
+"""Triton Inference Server model repository for faceflow's models (see docs/triton.md)."""
