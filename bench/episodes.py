@@ -1,0 +1,74 @@
+"""The bench's inputs: the sample episode (with ground truth) and longer videos looped from it.
+
+Longer episodes repeat the sample's frames (the loop point is one more hard cut), so the face
+density and the per-frame cost stay those of the sample: any growth in seconds per minute or in
+memory comes from the pipeline, not from different content.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+
+
+def ensure_sample(out: Path, media: Path, seed: int = 0) -> Path:
+    """Build the 30 s sample episode into `out` once (episode.mp4 + ground_truth.json + enrol/)."""
+    if not (out / "episode.mp4").is_file() or not (out / "ground_truth.json").is_file():
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "services.evaluation.sample_episode",
+                "--media",
+                str(media),
+                "--out",
+                str(out),
+                "--seed",
+                str(seed),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    return out
+
+
+def frames_for(seconds: float, fps: float) -> int:
+    """Frames a video of `seconds` has at `fps` (rounded, at least one)."""
+    return max(1, round(seconds * fps))
+
+
+def loop_video(source: Path, target: Path, seconds: float) -> Path:
+    """Write `seconds` of `source`, looped, to `target` (OpenCV mp4v, same size and fps). Cached."""
+    capture = cv2.VideoCapture(str(source))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    wanted = frames_for(seconds, fps)
+    if target.is_file():
+        existing = cv2.VideoCapture(str(target))
+        count = int(existing.get(cv2.CAP_PROP_FRAME_COUNT))
+        existing.release()
+        if count == wanted:
+            capture.release()
+            return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.stem + ".tmp.mp4")
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
+    written = 0
+    try:
+        while written < wanted:
+            ok, frame = capture.read()
+            if not ok:  # end of the sample: start again
+                capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                ok, frame = capture.read()
+                if not ok:
+                    raise RuntimeError(f"{source} has no readable frames")
+            writer.write(frame)
+            written += 1
+    finally:
+        writer.release()
+        capture.release()
+    tmp.replace(target)
+    return target

@@ -1,0 +1,86 @@
+"""The bench's summary, acceptance check and table, on made-up runs with known answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import report
+
+
+def _micro(wall: float) -> dict:
+    return {"wall_s": wall, "timings_s": {"embed_calls_s": 2.0}, "counts": {"faces_embedded": 80}}
+
+
+def _naive(wall: float) -> dict:
+    return {"wall_s": wall, "stage_s": {"embed": 10.0}, "counts": {"faces_embedded": 1000}}
+
+
+def _summary() -> dict:
+    return report.summarise_comparison(
+        30.0,
+        [_micro(50.0), _micro(60.0), _micro(40.0)],
+        [{"wall_s": 45.0}, {"wall_s": 50.0}, {"wall_s": 40.0}],
+        [_naive(150.0), _naive(200.0), _naive(100.0)],
+    )
+
+
+def test_summarise_comparison() -> None:
+    s = _summary()
+    assert s["micro"]["wall_s"] == 50.0
+    assert s["micro"]["x_realtime"] == pytest.approx(0.6)
+    # pairwise 50/45, 60/50, 40/40 -> median 1.111
+    assert s["microservice_overhead"] == pytest.approx(50 / 45 - 1)
+    # pairwise 3, 3.33, 2.5 -> 3
+    assert s["speedup_vs_naive"] == pytest.approx(3.0)
+    assert s["micro"]["faces_embedded_per_s"] == 40.0
+    assert s["naive"]["faces_embedded_per_s"] == 100.0
+
+
+def _point(seconds: float, wall: float, rss: float) -> dict:
+    return {"video_s": seconds, "stride": 5, "wall_s": wall, "peak_rss_mb": {"detector": rss, "tracker": 50.0}}
+
+
+def test_scaling_fit_and_memory_growth() -> None:
+    fit = report.scaling_fit([_point(30, 11.0, 400.0), _point(120, 38.0, 410.0), _point(300, 92.0, 420.0)])
+    assert fit["s_per_video_min"] == pytest.approx(18.0)
+    assert fit["projected_min_for_60_min"] == pytest.approx((18.0 * 60 + 2.0) / 60)
+    assert fit["rss_growth"]["detector"] == pytest.approx(0.05)
+    assert fit["rss_growth"]["tracker"] == 0.0
+
+
+def test_check_targets() -> None:
+    fit = report.scaling_fit([_point(30, 11.0, 400.0), _point(300, 92.0, 600.0)])
+    targets = report.check_targets(_summary(), fit, True, 100.0)
+    assert targets["speedup_vs_naive_stride1"]["met"] is True  # exactly 3.0x
+    assert targets["microservice_overhead"]["met"] is True  # +11 %
+    assert targets["identical_accuracy"]["met"] is True
+    assert targets["default_stride_60min_projection"]["met"] is False
+    assert targets["memory_flat"]["met"] is False  # +50 %
+
+
+def test_projected_minutes() -> None:
+    assert report.projected_minutes(10.0, 30.0) == pytest.approx(20.0)
+
+
+def test_markdown_table_has_every_section() -> None:
+    fit = report.scaling_fit([_point(30, 11.0, 400.0), _point(120, 38.0, 410.0)])
+    evaluation = {"recall": 0.98, "precision": 1.0, "idf1": 0.9, "bcubed_f": 0.95, "mean_abs_screentime_rel_error": 0.1}
+    results = {
+        "mode": "quick",
+        "machine": "2 cores",
+        "comparison": _summary(),
+        "stage_breakdown": {"detect": (40.0, 55.0)},
+        "strides": {"1": {"wall_s": 50.0, "x_realtime": 0.6, "projected_min_60": 100.0, "eval": evaluation}},
+        "scaling": [_point(30, 11.0, 400.0), _point(120, 38.0, 410.0)],
+        "scaling_fit": fit,
+        "parity": {"identical": True, "differences": []},
+        "targets": report.check_targets(_summary(), fit, True, 100.0),
+    }
+    table = report.markdown(results)
+    assert "| microservices (5 processes, gRPC) | 50.0 | 0.60 | 40.0 |" in table
+    assert "speedup vs naive: **3.00x**" in table
+    assert "| detect | 40.00 | 55.00 |" in table
+    assert "| 1 | 50.0 | 0.60 | 100.0 | 0.980 | 1.000 | 0.900 | 0.950 | 0.100 |" in table
+    assert "18.0 s per minute of video" in table
+    assert "identical" in table
+    assert "| default_stride_60min_projection | <= 20 min | 100.0 | **no** |" in table
