@@ -49,7 +49,7 @@ demo: sample
 	$(VENV)/bin/faceflow --data-root $(DEMO_DIR) run $(SAMPLE_DIR)/episode.mp4 --episode sample
 	$(VENV)/bin/faceflow --data-root $(DEMO_DIR) eval sample --ground-truth $(SAMPLE_DIR)/ground_truth.json
 
-test: models media lint typecheck buf-lint envoy triton-venv
+test: models media lint typecheck buf-lint envoy triton-venv chart-check
 	$(PY) -m pytest -q
 
 test-fast: setup

@@ -1,0 +1,149 @@
+{{/* Names ------------------------------------------------------------------------------------- */}}
+
+{{- define "faceflow.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Release-scoped base name: the release name, prefixed with the chart name unless it contains it. */}}
+{{- define "faceflow.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of one component's objects. Call with (dict "root" $ "component" "detector"). */}}
+{{- define "faceflow.componentName" -}}
+{{- printf "%s-%s" (include "faceflow.fullname" .root) .component | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels ------------------------------------------------------------------------------------ */}}
+
+{{- define "faceflow.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "faceflow.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "faceflow.labels" -}}
+{{ include "faceflow.selectorLabels" . }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: faceflow
+{{- end -}}
+
+{{/* A NetworkPolicy peer: the pods of one component of this release. */}}
+{{- define "faceflow.peer" -}}
+- podSelector:
+    matchLabels:
+      {{- include "faceflow.selectorLabels" . | nindent 6 }}
+{{- end -}}
+
+{{/* Images and addresses ---------------------------------------------------------------------- */}}
+
+{{/* The faceflow image of a service: its own overrides over the global image; tag defaults to appVersion. */}}
+{{- define "faceflow.image" -}}
+{{- $img := merge (deepCopy (index .root.Values .component "image" | default dict)) .root.Values.image -}}
+{{- printf "%s:%s" $img.repository ($img.tag | default .root.Chart.AppVersion) -}}
+{{- end -}}
+
+{{- define "faceflow.imagePullPolicy" -}}
+{{- (index .root.Values .component "image" | default dict).pullPolicy | default .root.Values.image.pullPolicy -}}
+{{- end -}}
+
+{{/* host:port of a component's gRPC service inside the cluster. */}}
+{{- define "faceflow.addr" -}}
+{{- printf "%s.%s.svc:%v" (include "faceflow.componentName" .) .root.Release.Namespace .port -}}
+{{- end -}}
+
+{{/* Autoscaling ------------------------------------------------------------------------------- */}}
+
+{{/* "true" when a scaler (HPA or KEDA) owns this component's replica count. */}}
+{{- define "faceflow.autoscaled" -}}
+{{- $as := (index .root.Values .component).autoscaling | default dict -}}
+{{- if and (ne .root.Values.autoscaling.mode "none") $as.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{/* PromQL: mean queue time per request (us) for a label selector, over the configured window. */}}
+{{- define "faceflow.queueTimeQuery" -}}
+{{- $w := .root.Values.autoscaling.rateWindow -}}
+sum(rate(nv_inference_queue_duration_us{ {{- .selector -}} }[{{ $w }}])) / clamp_min(sum(rate(nv_inference_request_success{ {{- .selector -}} }[{{ $w }}])), 0.001)
+{{- end -}}
+
+{{/* Pod hardening --------------------------------------------------------------------------- */}}
+
+{{- define "faceflow.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.podSecurity.runAsUser }}
+runAsGroup: {{ .Values.podSecurity.runAsGroup }}
+fsGroup: {{ .Values.podSecurity.fsGroup }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "faceflow.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.podSecurity.runAsUser }}
+allowPrivilegeEscalation: false
+privileged: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Volumes every pod writes to (the root filesystem is read-only), plus the TLS secret. */}}
+{{- define "faceflow.scratchVolumes" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ .Values.scratch.tmpSizeLimit }}
+- name: data
+  emptyDir:
+    sizeLimit: {{ .Values.scratch.dataSizeLimit }}
+{{- if .Values.tls.enabled }}
+- name: tls
+  secret:
+    secretName: {{ .Values.tls.secretName }}
+    defaultMode: 0440
+{{- end }}
+{{- end -}}
+
+{{- define "faceflow.scratchMounts" -}}
+- name: tmp
+  mountPath: /tmp
+- name: data
+  mountPath: /var/lib/faceflow
+{{- if .Values.tls.enabled }}
+- name: tls
+  mountPath: /etc/faceflow/tls
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* AWS credentials by reference only: env entries reading an existing Secret. */}}
+{{- define "faceflow.awsCredentialsEnv" -}}
+{{- with .Values.s3.credentials }}
+{{- if .existingSecret }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .accessKeyIdKey }}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .secretAccessKeyKey }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The checkov skip for env-mapped AWS credentials, when they are configured (see docs/deploy.md). */}}
+{{- define "faceflow.credentialsSkip" -}}
+{{- if .Values.s3.credentials.existingSecret }}
+checkov.io/skip1: CKV_K8S_35=AWS SDKs read credentials from AWS_* env vars; the Secret is referenced by name, never inlined; prefer a pod role (serviceAccount annotations)
+{{- end }}
+{{- end -}}

@@ -1,0 +1,273 @@
+"""Static verification of the Helm chart (deploy/helm/faceflow): lint, render, schema-validate, scan, and
+assert the properties that matter. No cluster needed. Run by `make chart-check`, which fetches helm into
+.cache/tools/bin and the checkers into .venv-deploy (they clash with the project venv's pins).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+yaml = pytest.importorskip("yaml", reason="chart tests run in .venv-deploy: `make chart-check`")
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "deploy" / "helm" / "faceflow"
+HELM = REPO / ".cache" / "tools" / "bin" / "helm"
+BIN = Path(sys.executable).parent  # .venv-deploy/bin: kubernetes-validate, checkov, envoy
+NAMESPACE = "faceflow"
+RELEASE = "ff"
+# Kinds of CRDs (KEDA, Prometheus Operator): kubernetes-validate has no schema for them.
+CRD_KINDS = {"ScaledObject", "ServiceMonitor"}
+FACEFLOW_SERVICES = ("orchestrator", "detector", "embedder", "tracker", "storage")
+
+# Each case is one `helm template` of the chart; every check below runs on every case.
+CASES: dict[str, list[str]] = {
+    "default": [],
+    "keda": ["--set", "autoscaling.mode=keda", "--set", "metrics.serviceMonitor.enabled=true"],
+    "tls": ["--set", "tls.enabled=true,tls.secretName=ff-tls", "--set", "s3.credentials.existingSecret=ff-s3"],
+    "cpu-triton": ["--set", "triton.gpu.enabled=false", "--set", "triton.modelRepository.type=volume"],
+    "example-eks": ["-f", str(REPO / "deploy" / "k8s-values" / "example-eks.yaml")],
+}
+# Values the schema must refuse, and a fragment of helm's complaint.
+REJECTED = {
+    "wildcard origin": (["--set", "envoy.cors.allowedOrigins={*}"], "allowedOrigins"),
+    "unknown mode": (["--set", "autoscaling.mode=vpa"], "mode"),
+    "tls without secret": (["--set", "tls.enabled=true"], "secretName"),
+    "inline credential": (["--set", "s3.credentials.secretAccessKey=abc"], "secretAccessKey"),
+    "misspelt key": (["--set", "autoscalling.mode=hpa"], "autoscalling"),
+}
+
+
+def run(*args: str | Path, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    if not Path(args[0]).exists():
+        pytest.fail(f"{args[0]} is missing: run `make chart-check`, which installs the tools")
+    out = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=300)
+    if ok and out.returncode != 0:
+        command = " ".join(map(str, args[:3]))
+        pytest.fail(f"{command} ... exited {out.returncode}:\n{out.stdout[-3000:]}{out.stderr[-3000:]}")
+    return out
+
+
+def helm_template(*values: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    return run(HELM, "template", RELEASE, CHART, "--namespace", NAMESPACE, *values, ok=ok)
+
+
+@functools.cache
+def rendered(case: str) -> str:
+    return helm_template(*CASES[case]).stdout
+
+
+def objects(case: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all(rendered(case)) if d]
+
+
+def of_kind(case: str, kind: str) -> dict[str, dict]:
+    prefix = f"{RELEASE}-faceflow-"
+    return {o["metadata"]["name"].removeprefix(prefix): o for o in objects(case) if o["kind"] == kind}
+
+
+def container(deployment: dict) -> dict:
+    return deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+def env(deployment: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container(deployment).get("env", [])}
+
+
+@functools.cache
+def checkov_results(tmp_root: str) -> dict[str, list[dict]]:
+    """One checkov run over every case (it starts slowly): failed and skipped checks per case file."""
+    folder = Path(tmp_root) / "checkov"
+    folder.mkdir()
+    for case in CASES:
+        (folder / f"{case}.yaml").write_text(rendered(case))
+    out = run(BIN / "checkov", "--skip-download", "--framework", "kubernetes", "-d", folder, "-o", "json", ok=False)
+    reports = json.loads(out.stdout)
+    found: dict[str, list[dict]] = {case: [] for case in CASES}
+    for report in reports if isinstance(reports, list) else [reports]:
+        for status in ("failed_checks", "skipped_checks"):
+            for check in report["results"].get(status, []):
+                found[Path(check["file_path"]).stem].append({"status": status, **check})
+    return found
+
+
+# --- tools ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_helm_lint_strict(case: str) -> None:
+    run(HELM, "lint", "--strict", CHART, "--namespace", NAMESPACE, *CASES[case])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_manifests_match_kubernetes_schemas(case: str, tmp_path: Path) -> None:
+    docs = objects(case)
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(yaml.safe_dump_all([d for d in docs if d["kind"] not in CRD_KINDS]))
+    out = run(BIN / "kubernetes-validate", "--strict", "--quiet", manifest, ok=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_checkov_has_no_unaddressed_findings(case: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    # Without the platform (--skip-download) checkov reports no severities, so every failed check counts.
+    results = checkov_results(str(tmp_path_factory.getbasetemp()))[case]
+    failed = [f"{c['check_id']} {c['resource']}: {c['check_name']}" for c in results if c["status"] == "failed_checks"]
+    assert not failed, "\n".join(failed)
+    skipped = [c for c in results if c["status"] == "skipped_checks"]
+    unexplained = [c["check_id"] for c in skipped if not c["check_result"].get("suppress_comment")]
+    assert not unexplained, f"checkov skips need a reason: {unexplained}"
+
+
+@pytest.mark.parametrize("name", REJECTED)
+def test_schema_rejects(name: str) -> None:
+    values, complaint = REJECTED[name]
+    out = helm_template(*values, ok=False)
+    assert out.returncode != 0 and complaint in out.stderr, out.stderr
+
+
+# --- what the chart promises -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_pods_are_hardened_and_probed(case: str) -> None:
+    deployments = of_kind(case, "Deployment")
+    assert set(deployments) == {*FACEFLOW_SERVICES, "triton", "envoy"}
+    for name, dep in deployments.items():
+        pod = dep["spec"]["template"]["spec"]
+        c = container(dep)
+        sc = c["securityContext"]
+        assert pod["automountServiceAccountToken"] is False, name
+        psc = pod["securityContext"]
+        assert psc["runAsNonRoot"] and psc["seccompProfile"]["type"] == "RuntimeDefault", name
+        assert sc["readOnlyRootFilesystem"] and sc["runAsNonRoot"] and not sc["allowPrivilegeEscalation"], name
+        assert sc["capabilities"]["drop"] == ["ALL"] and sc["seccompProfile"]["type"] == "RuntimeDefault", name
+        assert "/tmp" in {m["mountPath"] for m in c["volumeMounts"]}, name
+        assert c["resources"]["requests"] and c["resources"]["limits"], name
+        if name in FACEFLOW_SERVICES:
+            assert "/var/lib/faceflow" in {m["mountPath"] for m in c["volumeMounts"]}, name
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                assert c[probe]["grpc"]["service"] == "" and c[probe]["grpc"]["port"] > 0, (name, probe)
+    for name in ("detector", "embedder"):
+        startup = container(deployments[name])["startupProbe"]
+        assert startup["periodSeconds"] * startup["failureThreshold"] >= 300, name
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_autoscaled_deployments_have_no_replicas(case: str) -> None:
+    deployments = of_kind(case, "Deployment")
+    hpas = of_kind(case, "HorizontalPodAutoscaler")
+    scaled = of_kind(case, "ScaledObject")
+    assert not (hpas and scaled), "HPA and KEDA at once"
+    assert set(hpas or scaled) == {"triton", "detector", "embedder"}
+    for name in hpas or scaled:
+        assert "replicas" not in deployments[name]["spec"], name
+    for name, hpa in hpas.items():
+        kinds = {m["type"] for m in hpa["spec"]["metrics"]}
+        assert kinds == ({"Pods"} if name == "triton" else {"External", "Resource"}), (name, kinds)
+    for name, so in scaled.items():
+        query = so["spec"]["triggers"][0]["metadata"]["query"]
+        assert "nv_inference_queue_duration_us" in query and "nv_inference_request_success" in query, name
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_envoy_filters_origins_and_config(case: str, tmp_path: Path) -> None:
+    config_text = of_kind(case, "ConfigMap")["envoy"]["data"]["envoy.yaml"]
+    config = yaml.safe_load(config_text)
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    names = [f["name"].rsplit(".", 1)[-1] for f in hcm["http_filters"]]
+    assert names == ["grpc_web", "cors", "router"]
+    vhost = hcm["route_config"]["virtual_hosts"][0]
+    origins = vhost["typed_per_filter_config"]["envoy.filters.http.cors"]["allow_origin_string_match"]
+    assert origins and all(set(o) == {"exact"} and "*" not in o["exact"] for o in origins)
+    clusters = {r["route"]["cluster"] for r in vhost["routes"] if "cluster" in r.get("route", {})}
+    assert clusters == {"orchestrator", "storage"}
+    code = [line for line in config_text.splitlines() if not line.lstrip().startswith("#")]
+    assert not re.findall(r"\$\{[A-Z_]+\}", "\n".join(code)), "a placeholder was left unfilled"
+    if "/etc/faceflow/tls" in config_text:  # envoy validate opens the files: give it real ones
+        if not shutil.which("openssl"):
+            pytest.skip("openssl missing: cannot make a certificate for the TLS config")
+        run(
+            "/usr/bin/env",
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=t",
+            "-keyout",
+            tmp_path / "tls.key",
+            "-out",
+            tmp_path / "tls.crt",
+        )
+        shutil.copy(tmp_path / "tls.crt", tmp_path / "ca.crt")
+        config_text = config_text.replace("/etc/faceflow/tls", str(tmp_path))
+    (tmp_path / "envoy.yaml").write_text(config_text)
+    run(BIN / "envoy", "--mode", "validate", "-c", tmp_path / "envoy.yaml")
+
+
+def test_chart_carries_the_projects_envoy_config() -> None:
+    """files/envoy.yaml is a copy of deploy/envoy/envoy.yaml (make chart-check syncs it): one config everywhere."""
+    source = REPO / "deploy" / "envoy" / "envoy.yaml"
+    if not source.is_file():
+        pytest.skip("deploy/envoy/envoy.yaml is not in this tree")
+    assert (CHART / "files" / "envoy.yaml").read_text() == source.read_text(), "run `make chart-check` to sync"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_network_policies_follow_the_data_flow(case: str) -> None:
+    policies = of_kind(case, "NetworkPolicy")
+    assert policies["default-deny"]["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    grpc_port = container(of_kind(case, "Deployment")["detector"])["ports"][0]["containerPort"]
+    for name, allowed in {
+        "detector": {"orchestrator"},
+        "tracker": {"orchestrator"},
+        "triton": {"detector", "embedder"},
+        "storage": {"orchestrator", "envoy"},
+    }.items():
+        port = 8001 if name == "triton" else grpc_port
+        callers = set()
+        for rule in policies[name]["spec"]["ingress"]:
+            ports = {p["port"] for p in rule["ports"]}
+            if port in ports:
+                callers |= {peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for peer in rule["from"]}
+            else:  # every other rule is Prometheus on the metrics port
+                assert "namespaceSelector" in rule["from"][0] and len(ports) == 1, (name, rule)
+        assert callers == allowed, (name, callers)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_triton_gpu_and_backend_wiring(case: str) -> None:
+    deployments = of_kind(case, "Deployment")
+    triton = deployments["triton"]
+    gpu_wanted = case != "cpu-triton"
+    assert ("nvidia.com/gpu" in container(triton)["resources"]["limits"]) is gpu_wanted
+    assert ("nodeSelector" in triton["spec"]["template"]["spec"]) is gpu_wanted
+    assert {p["containerPort"] for p in container(triton)["ports"]} == {8000, 8001, 8002}
+    assert "startupProbe" in container(triton)
+    for name in ("detector", "embedder"):
+        variables = env(deployments[name])
+        assert variables["FACEFLOW_BACKEND"]["value"] == "triton"
+        assert variables["FACEFLOW_TRITON_URL"]["value"] == f"{RELEASE}-faceflow-triton.{NAMESPACE}.svc:8001"
+    storage = env(deployments["storage"])
+    assert storage["FACEFLOW_STORAGE_BACKEND"]["value"] == "s3" and storage["FACEFLOW_S3_BUCKET"]["value"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_no_secret_values_inline(case: str) -> None:
+    assert "Secret" not in {o["kind"] for o in objects(case)}
+    for name, dep in of_kind(case, "Deployment").items():
+        for var in container(dep).get("env", []):
+            if any(word in var["name"] for word in ("SECRET", "KEY_ID", "TOKEN", "PASSWORD", "SIGNING_KEY")):
+                assert "secretKeyRef" in var.get("valueFrom", {}), (name, var["name"])
