@@ -110,9 +110,9 @@ $(HELM): deploy/tools/fetch_helm.py | $(DEPLOY_VENV)/.installed
 	$(DEPLOY_VENV)/bin/python deploy/tools/fetch_helm.py --bin-dir .cache/tools/bin
 	touch $@
 
-chart-check: $(DEPLOY_VENV)/.installed $(HELM)
+chart-check: $(DEPLOY_VENV)/.installed $(HELM) $(ENVOY_BIN)
 	if [ -f deploy/envoy/envoy.yaml ]; then cmp -s deploy/envoy/envoy.yaml deploy/helm/faceflow/files/envoy.yaml || cp deploy/envoy/envoy.yaml deploy/helm/faceflow/files/envoy.yaml; fi
-	$(DEPLOY_VENV)/bin/python -m pytest -q --noconftest -p no:cacheprovider tests/deploy
+	$(DEPLOY_VENV)/bin/python -m pytest -q --noconftest -p no:cacheprovider -o addopts="" tests/deploy
 
 $(BUF):
 	mkdir -p .cache/tools && cd .cache/tools && npm install --silent --no-audit --no-fund @bufbuild/buf
