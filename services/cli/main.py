@@ -20,8 +20,10 @@ from tqdm import tqdm
 from services.cli import render
 from services.cli.stack import ORDER, LocalStack
 from services.common import errors
+from services.common.config import Settings
 from services.common.grpc_errors import from_rpc_error, translate_rpc_errors
 from services.common.server import CHANNEL_OPTIONS
+from services.common.tls import TlsConfig, open_channel
 from services.storage.seaweed import SeaweedServer
 
 EXIT_USER_ERROR = 2  # bad input: the user can fix it
@@ -45,9 +47,10 @@ def session(args: argparse.Namespace, services: tuple[str, ...] = ORDER) -> Iter
     orchestrator_addr = getattr(args, "orchestrator", None) or os.environ.get("FACEFLOW_ORCHESTRATOR_ADDR")
     storage_addr = os.environ.get("FACEFLOW_STORAGE_ADDR")
     if orchestrator_addr and storage_addr:
+        tls = TlsConfig.from_settings(Settings.from_env())
         with (
-            grpc.insecure_channel(orchestrator_addr, CHANNEL_OPTIONS) as o,
-            grpc.insecure_channel(storage_addr, CHANNEL_OPTIONS) as s,
+            open_channel(orchestrator_addr, tls, CHANNEL_OPTIONS) as o,
+            open_channel(storage_addr, tls, CHANNEL_OPTIONS) as s,
         ):
             yield Session(
                 orchestrator_pb2_grpc.OrchestratorServiceStub(o), storage_pb2_grpc.StorageServiceStub(s), None
@@ -63,8 +66,8 @@ def session(args: argparse.Namespace, services: tuple[str, ...] = ORDER) -> Iter
         render.status(f"starting a local stack ({', '.join(services)}) on 127.0.0.1, data root {data_root}")
         stack = resources.enter_context(LocalStack(data_root, services, extra_env=extra_env))
         orch = stack.address("orchestrator") if "orchestrator" in services else stack.address("storage")
-        o = resources.enter_context(grpc.insecure_channel(orch, CHANNEL_OPTIONS))
-        s = resources.enter_context(grpc.insecure_channel(stack.address("storage"), CHANNEL_OPTIONS))
+        o = resources.enter_context(open_channel(orch, stack.tls(), CHANNEL_OPTIONS))
+        s = resources.enter_context(stack.channel("storage"))
         yield Session(
             orchestrator_pb2_grpc.OrchestratorServiceStub(o), storage_pb2_grpc.StorageServiceStub(s), data_root
         )

@@ -14,7 +14,10 @@ from types import TracebackType
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.common.config import Settings
 from services.common.errors import Unavailable
+from services.common.server import CHANNEL_OPTIONS
+from services.common.tls import TlsConfig, open_channel
 
 ORDER = ("storage", "tracker", "embedder", "detector", "orchestrator")
 DEPENDENCIES = {"orchestrator": ("detector", "embedder", "tracker", "storage")}
@@ -71,6 +74,14 @@ class LocalStack:
             self.stop()
             raise
 
+    def tls(self) -> TlsConfig | None:
+        """The TLS client side of the stack's own settings (FACEFLOW_TLS_* in extra_env or the environment)."""
+        return TlsConfig.from_settings(Settings.from_env({**os.environ, **self.extra_env}))
+
+    def channel(self, name: str) -> grpc.Channel:
+        """A channel to one of the stack's services, with TLS when the stack uses it."""
+        return open_channel(self.address(name), self.tls(), CHANNEL_OPTIONS)
+
     def replicas(self, module: str) -> list[ServiceProcess]:
         return [p for n, p in self.processes.items() if n == module or n.startswith(module + "-")]
 
@@ -126,7 +137,7 @@ class LocalStack:
         if not service.address:
             self._wait_port(service)
         deadline = time.monotonic() + START_TIMEOUT_S
-        with grpc.insecure_channel(service.address) as channel:
+        with open_channel(service.address, self.tls()) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while True:
                 self._check_alive(service)

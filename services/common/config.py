@@ -43,6 +43,13 @@ class Settings:
     backend: str = "onnx"
     # Triton's gRPC endpoint, host:port (e.g. triton:8001); required when backend is "triton".
     triton_url: str = ""
+    # TLS between services (services/common/tls.py): this service's certificate and key, the CA it
+    # trusts, "require" for mutual TLS, and a plaintext port serving only gRPC health for probes.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_ca_file: str = ""
+    tls_client_auth: str = "none"
+    tls_health_port: int = 0
 
     @property
     def model_dir(self) -> Path:

@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 
 from services.common.errors import FaceflowError
 from services.common.grpc_errors import status_for
+from services.common.tls import TlsConfig
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,7 @@ class RunningService:
     name: str
     service_names: list[str]
     _metrics_server: Any = None
+    _health_server: Any = None
 
     def set_serving(self) -> None:
         for service in ["", *self.service_names]:
@@ -148,6 +150,8 @@ class RunningService:
         """Stop taking calls, let running ones finish for up to grace_s, then close."""
         self.health.enter_graceful_shutdown()
         self.server.stop(grace_s).wait()
+        if self._health_server is not None:
+            self._health_server.stop(0)
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
 
@@ -161,6 +165,8 @@ def start_service(
     port: int = 0,
     metrics_port: int | None = 0,
     max_workers: int = 16,
+    tls: TlsConfig | None = None,
+    health_port: int = 0,
 ) -> RunningService:
     """Bind and start a server (port 0 = any free port); health stays NOT_SERVING until set_serving()."""
     metrics = ServiceMetrics()
@@ -176,16 +182,27 @@ def start_service(
     for full_name in service_full_names:
         health_servicer.set(full_name, health_pb2.HealthCheckResponse.NOT_SERVING)
     reflection.enable_server_reflection([*service_full_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = f"{host}:{port}"
+    bound = server.add_secure_port(address, tls.server_credentials()) if tls else server.add_insecure_port(address)
     if bound == 0:
         raise OSError(f"{name}: cannot bind {host}:{port} (in use or not permitted)")
     server.start()
+    health_server = None
+    if tls is not None and health_port:
+        # Kubernetes' gRPC probes speak plaintext only: health (nothing else) on its own port.
+        health_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="health"))
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_server)
+        if health_server.add_insecure_port(f"{host}:{health_port}") == 0:
+            raise OSError(f"{name}: cannot bind the health port {host}:{health_port}")
+        health_server.start()
     metrics_server = None
     bound_metrics = -1
     if metrics_port is not None:
         metrics_server, _thread = start_http_server(metrics_port, addr=host, registry=metrics.registry)
         bound_metrics = metrics_server.server_port
-    running = RunningService(server, bound, health_servicer, bound_metrics, name, service_full_names, metrics_server)
+    running = RunningService(
+        server, bound, health_servicer, bound_metrics, name, service_full_names, metrics_server, health_server
+    )
     log.info("listening", extra={"address": f"{host}:{bound}", "metrics_port": bound_metrics})
     return running
 

@@ -13,6 +13,7 @@ import grpc
 from services.common.config import Settings
 from services.common.logging import configure_logging
 from services.common.server import run_until_signalled, start_service
+from services.common.tls import TlsConfig
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ def service_main(name: str, build: Callable[[Settings], ServiceParts], argv: Seq
         host=settings.host,
         port=args.port,
         metrics_port=None if args.metrics_port < 0 else args.metrics_port,
+        tls=TlsConfig.from_settings(settings),
+        health_port=settings.tls_health_port,
     )
     if args.port_file is not None:
         tmp = args.port_file.with_suffix(".tmp")

@@ -13,6 +13,7 @@ from services.common.config import Settings
 from services.common.errors import FailedPrecondition, Unavailable
 from services.common.grpc_errors import translate_rpc_errors
 from services.common.server import CHANNEL_OPTIONS
+from services.common.tls import TlsConfig, open_channel
 
 S = TypeVar("S")
 R = TypeVar("R")
@@ -49,18 +50,17 @@ class ServiceClients:
                 "the orchestrator needs the address of every service; missing: "
                 + ", ".join(f"--{name}-addr (FACEFLOW_{name.upper()}_ADDR)" for name in missing)
             )
+        tls = TlsConfig.from_settings(settings)
+
         def open_all(address_list: str) -> list[grpc.Channel]:
             # "a:1,b:2" is a list of replicas; "dns:///detector-headless:50051" one balanced channel.
-            return [
-                grpc.insecure_channel(a.strip(), options=[*CHANNEL_OPTIONS, ("grpc.lb_policy_name", "round_robin")])
-                for a in address_list.split(",")
-                if a.strip()
-            ]
+            options = [*CHANNEL_OPTIONS, ("grpc.lb_policy_name", "round_robin")]
+            return [open_channel(a.strip(), tls, options) for a in address_list.split(",") if a.strip()]
 
         detector_channels = open_all(addresses["detector"])
         embedder_channels = open_all(addresses["embedder"])
-        tracker = grpc.insecure_channel(addresses["tracker"], options=CHANNEL_OPTIONS)
-        storage = grpc.insecure_channel(addresses["storage"], options=CHANNEL_OPTIONS)
+        tracker = open_channel(addresses["tracker"], tls, CHANNEL_OPTIONS)
+        storage = open_channel(addresses["storage"], tls, CHANNEL_OPTIONS)
         detectors = [detector_pb2_grpc.DetectorServiceStub(c) for c in detector_channels]
         embedders = [embedder_pb2_grpc.EmbedderServiceStub(c) for c in embedder_channels]
         return cls(
