@@ -36,6 +36,9 @@ class Settings:
     log_level: str = "info"
     # Where storage keeps things: "local" (data_root) or "s3" (FACEFLOW_S3_* settings, AWS credential chain).
     storage_backend: str = "local"
+    # Segments of one episode detected at once (orchestrator): 0 = one per detector address. Set it
+    # when one balanced address (dns:///detector-headless:50051) stands for many detector pods.
+    segment_parallelism: int = 0
     # Intra-op threads per model session; 0 = all cores.
     model_threads: int = 0
     # Where models run: "onnx" (onnxruntime in the service) or "triton" (a Triton server at triton_url,
@@ -105,6 +108,8 @@ class Settings:
             raise InvalidArgument(
                 f"triton_url must be host:port of Triton's gRPC endpoint, without a scheme; got {settings.triton_url!r}"
             )
+        if not 0 <= settings.segment_parallelism <= 64:
+            raise InvalidArgument(f"segment_parallelism must be 0..64, got {settings.segment_parallelism}")
         if settings.model_threads < 0:
             raise InvalidArgument(f"model_threads must be >= 0, got {settings.model_threads}")
         return settings

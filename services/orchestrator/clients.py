@@ -31,6 +31,8 @@ class ServiceClients:
     channels: list[grpc.Channel]
     detectors: list[detector_pb2_grpc.DetectorServiceStub] = field(default_factory=list)
     embedders: list[embedder_pb2_grpc.EmbedderServiceStub] = field(default_factory=list)
+    # Segments of one episode in flight; 0 = one per detector stub.
+    segment_parallelism: int = 0
 
     def __post_init__(self) -> None:
         self.detectors = self.detectors or [self.detector]
@@ -71,6 +73,7 @@ class ServiceClients:
             channels=[*detector_channels, *embedder_channels, tracker, storage],
             detectors=detectors,
             embedders=embedders,
+            segment_parallelism=settings.segment_parallelism,
         )
 
     def close(self) -> None:

@@ -325,7 +325,10 @@ def detect_track_embed(
     at a time; a segment whose replica fails is redone on another)."""
     started = time.monotonic()
     detectors = clients.detectors
-    segments = plan_segments(options.frame_count, options.stride, options.fps, len(detectors))
+    workers = clients.segment_parallelism or len(detectors)
+    segments = plan_segments(options.frame_count, options.stride, options.fps, workers)
+    # With one balanced channel over many pods, a retry on the same channel reaches another pod.
+    attempts = max(len(detectors), 2 if workers > 1 else 1)
     frames_total = len(range(0, options.frame_count, options.stride))
     builder = FaceTableBuilder()
     embeds = _EmbedQueue(clients)
@@ -336,7 +339,7 @@ def detect_track_embed(
 
     def run(segment: Segment) -> _SegmentResult:
         error: FaceflowError | None = None
-        for attempt in range(len(detectors)):
+        for attempt in range(attempts):
             detector = detectors[(segment.index + attempt) % len(detectors)]
             try:
                 return _run_segment(detector, clients, options, segment, stop, progress)
@@ -351,7 +354,7 @@ def detect_track_embed(
     def report_now() -> None:
         report(StreamProgress(progress.frames, frames_total, time.monotonic() - started, len(progress.tracks)))
 
-    pool = ThreadPoolExecutor(max_workers=len(detectors), thread_name_prefix="segment")
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="segment")
     futures = [pool.submit(run, segment) for segment in segments]
     try:
         for future in futures:

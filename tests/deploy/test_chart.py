@@ -271,3 +271,17 @@ def test_no_secret_values_inline(case: str) -> None:
         for var in container(dep).get("env", []):
             if any(word in var["name"] for word in ("SECRET", "KEY_ID", "TOKEN", "PASSWORD", "SIGNING_KEY")):
                 assert "secretKeyRef" in var.get("valueFrom", {}), (name, var["name"])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_orchestrator_spreads_segments_over_detector_pods(case: str) -> None:
+    deployments = of_kind(case, "Deployment")
+    orchestrator = deployments["orchestrator"]
+    variables = env(orchestrator)
+    services = of_kind(case, "Service")
+    for dep in ("DETECTOR", "EMBEDDER"):
+        address = variables[f"FACEFLOW_{dep}_ADDR"]["value"]
+        assert address.startswith("dns:///") and "-headless." in address
+        headless = address.removeprefix("dns:///").split(".")[0].removeprefix(f"{RELEASE}-faceflow-")
+        assert services[headless]["spec"]["clusterIP"] == "None"
+    assert int(variables["FACEFLOW_SEGMENT_PARALLELISM"]["value"]) >= 2
