@@ -23,6 +23,9 @@ JobState = orchestrator_pb2.JobState
 TERMINAL = (JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED, JobState.JOB_STATE_CANCELLED)
 # Idempotency keys are opaque to us but bounded, so a client cannot grow our memory without limit.
 MAX_KEY_LENGTH = 128
+# Seconds between repeats of an unchanged progress: far below proxies' idle timeouts (Envoy's stream
+# idle timeout here is 900 s, load balancers often 60 s), frequent enough to show a stage is alive.
+HEARTBEAT_S = 20.0
 
 RunFn = Callable[[orchestrator_pb2.Job, Callable[[ProgressEvent], None], threading.Event], orchestrator_pb2.RunSummary]
 
@@ -167,17 +170,22 @@ class JobManager:
         entry.cancelled.set()
         return self.get(job_id)
 
-    def watch(self, job_id: str, is_active: Callable[[], bool]) -> Iterator[orchestrator_pb2.Progress]:
-        """The current progress, then every change, until the job ends or the client goes away."""
+    def watch(
+        self, job_id: str, is_active: Callable[[], bool], heartbeat_s: float = HEARTBEAT_S
+    ) -> Iterator[orchestrator_pb2.Progress]:
+        """The current progress, then every change (and the same state again every heartbeat_s, so
+        proxies never see an idle stream), until the job ends or the client goes away."""
         entry = self._entry(job_id)
         seen = -1
+        sent = time.monotonic()
         while is_active():
             with self._changed:
                 if entry.version == seen:
-                    self._changed.wait(timeout=1.0)
-                    if entry.version == seen:
+                    self._changed.wait(timeout=min(1.0, heartbeat_s))
+                    if entry.version == seen and time.monotonic() - sent < heartbeat_s:
                         continue
                 seen = entry.version
+                sent = time.monotonic()
                 progress = orchestrator_pb2.Progress()
                 progress.CopyFrom(entry.job.progress)
             yield progress

@@ -83,3 +83,20 @@ def test_validation_failure_creates_no_job_and_cancel_stops_a_job() -> None:
     assert started.wait(5)
     manager.cancel(job.job_id)
     assert _wait(manager, job.job_id).state == orchestrator_pb2.JOB_STATE_CANCELLED
+
+
+def test_an_unchanged_job_is_repeated_as_a_heartbeat() -> None:
+    release = threading.Event()
+
+    def run(job, report, cancelled):  # type: ignore[no-untyped-def]
+        report(ProgressEvent(orchestrator_pb2.STAGE_DETECT_TRACK, 1, 10))
+        release.wait(5)
+        return orchestrator_pb2.RunSummary(run_id="r")
+
+    manager = JobManager(run, dict)
+    job = manager.submit("ep", orchestrator_pb2.RunOptions(), "")
+    stream = manager.watch(job.job_id, lambda: True, heartbeat_s=0.05)
+    seen = [next(stream) for _ in range(4)]  # the job does not change while we read: heartbeats
+    release.set()
+    assert all(p.job_id == job.job_id for p in seen)
+    assert list(stream)[-1].state == orchestrator_pb2.JOB_STATE_SUCCEEDED
