@@ -564,8 +564,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+GLOBAL_OPTIONS = ("--data-root", "--storage")
+
+
+def hoist_global_options(argv: Sequence[str]) -> list[str]:
+    """Let --data-root / --storage stand anywhere (`faceflow run X --data-root D` as well as
+    `faceflow --data-root D run X`): argparse only reads them before the subcommand."""
+    front: list[str] = []
+    rest: list[str] = []
+    items = list(argv)
+    i = 0
+    while i < len(items):
+        item = items[i]
+        if item in GLOBAL_OPTIONS and i + 1 < len(items):
+            front += items[i : i + 2]
+            i += 2
+            continue
+        if item.split("=", 1)[0] in GLOBAL_OPTIONS and "=" in item:
+            front.append(item)
+        else:
+            rest.append(item)
+        i += 1
+    return front + rest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(hoist_global_options(sys.argv[1:] if argv is None else argv))
     try:
         return int(args.func(args))
     except errors.FaceflowError as error:

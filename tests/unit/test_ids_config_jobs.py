@@ -100,3 +100,30 @@ def test_an_unchanged_job_is_repeated_as_a_heartbeat() -> None:
     release.set()
     assert all(p.job_id == job.job_id for p in seen)
     assert list(stream)[-1].state == orchestrator_pb2.JOB_STATE_SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (
+            ["run", "v.mp4", "--episode", "e", "--data-root", "D"],
+            ["--data-root", "D", "run", "v.mp4", "--episode", "e"],
+        ),
+        (
+            ["--data-root", "D", "run", "v.mp4", "--episode", "e"],
+            ["--data-root", "D", "run", "v.mp4", "--episode", "e"],
+        ),
+        (["up", "--storage=s3"], ["--storage=s3", "up"]),
+        (
+            ["facebank", "add", "--name", "A", "--data-root", "D", "x.jpg"],
+            ["--data-root", "D", "facebank", "add", "--name", "A", "x.jpg"],
+        ),
+    ],
+)
+def test_global_options_may_follow_the_subcommand(argv: list[str], expected: list[str]) -> None:
+    from services.cli.main import build_parser, hoist_global_options
+
+    assert hoist_global_options(argv) == expected
+    parsed = build_parser().parse_args(hoist_global_options(argv))
+    assert parsed.command in ("run", "up", "facebank")
+    assert parsed.data_root == "D" or parsed.storage == "s3"
