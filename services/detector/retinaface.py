@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from services.common.backends import InferenceBackend
+from services.common.boxes import iou_matrix
 from services.common.detections import NUM_LANDMARKS, Detections
 from services.common.errors import FailedPrecondition, InvalidArgument
 
@@ -297,21 +298,9 @@ class RetinaFaceDetector:
         if include_candidates:
             weak = np.flatnonzero(~confident & big_enough)
             if keep.size and weak.size:  # a weak box on an accepted face is a duplicate, not a candidate
-                weak = weak[_max_iou(boxes[weak], boxes[keep]) <= s.nms_iou]
+                weak = weak[iou_matrix(boxes[weak], boxes[keep]).max(axis=1) <= s.nms_iou]
             keep = np.concatenate([keep, weak[nms(boxes[weak], cand_scores[weak], s.nms_iou)]])
         if keep.size == 0:
             return Detections.empty()
         points = decode_landmarks(landmarks[candidates[keep]], priors[candidates[keep]]) * box_scale[:2]
         return Detections(xyxy=boxes[keep], scores=cand_scores[keep], landmarks=points, confident=confident[keep])
-
-
-def _max_iou(boxes: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """For each box, its largest IoU with any of `others`."""
-    x1 = np.maximum(boxes[:, None, 0], others[None, :, 0])
-    y1 = np.maximum(boxes[:, None, 1], others[None, :, 1])
-    x2 = np.minimum(boxes[:, None, 2], others[None, :, 2])
-    y2 = np.minimum(boxes[:, None, 3], others[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    area_other = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    return (inter / np.maximum(area[:, None] + area_other[None, :] - inter, 1e-9)).max(axis=1)

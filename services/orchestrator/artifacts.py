@@ -27,6 +27,13 @@ def upload_artifact(clients: ServiceClients, ep_id: str, run_id: str, name: str,
         clients.storage.PutArtifact(messages())
 
 
+def read_artifact(clients: ServiceClients, ep_id: str, run_id: str, name: str) -> bytes:
+    """One artifact of a run (an empty run_id: the current run), whole."""
+    ref = storage_pb2.ArtifactRef(ep_id=ep_id, run_id=run_id, name=name)
+    with translate_rpc_errors("storage"):
+        return b"".join(m.chunk for m in clients.storage.GetArtifact(storage_pb2.GetArtifactRequest(ref=ref)))
+
+
 class CropSaver:
     """Uploads 4:5 crops on a background thread as they are sampled; writes each track's index last."""
 

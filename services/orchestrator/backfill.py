@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from services.common.boxes import iou_matrix
 from services.orchestrator.face_table import FaceTable
-from services.tracker.association import iou_matrix
 
 
 @dataclass(frozen=True)

@@ -14,24 +14,18 @@ from collections.abc import Callable
 import numpy as np
 from faceflow.v1 import detector_pb2, orchestrator_pb2, storage_pb2
 
+from services.common.boxes import iou_matrix
 from services.common.errors import Cancelled, FailedPrecondition
 from services.common.grpc_errors import translate_rpc_errors
-from services.orchestrator.artifacts import CropSaver
+from services.orchestrator.artifacts import CropSaver, read_artifact
 from services.orchestrator.clients import ServiceClients
 from services.orchestrator.pipeline import ProgressEvent
 from services.orchestrator.sampler import SamplerSettings
 from services.storage.crops import INDEX
-from services.tracker.association import iou_matrix
 
 Stage = orchestrator_pb2.Stage
 # IoU between the track's recorded box and a re-detected face for the crop to count as that track's.
 MIN_MATCH_IOU = 0.5
-
-
-def _read(clients: ServiceClients, ep_id: str, run_id: str, name: str) -> bytes:
-    with translate_rpc_errors("storage"):
-        ref = storage_pb2.ArtifactRef(ep_id=ep_id, run_id=run_id, name=name)
-        return b"".join(m.chunk for m in clients.storage.GetArtifact(storage_pb2.GetArtifactRequest(ref=ref)))
 
 
 def tracks_with_crops(clients: ServiceClients, ep_id: str, run_id: str) -> set[int]:
@@ -55,7 +49,8 @@ def harvest_crops(
     run_id = job.run_id or episode.current_run_id
     if not run_id:
         raise FailedPrecondition(f"episode {job.ep_id!r} has no completed run to harvest crops for")
-    tracks = [json.loads(line) for line in _read(clients, job.ep_id, run_id, "tracks.jsonl").splitlines() if line]
+    lines = read_artifact(clients, job.ep_id, run_id, "tracks.jsonl").splitlines()
+    tracks = [json.loads(line) for line in lines if line]
     done = tracks_with_crops(clients, job.ep_id, run_id)
     missing = [t for t in tracks if t["track_id"] not in done]
     fps = episode.video.fps

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.tracker.association import iou_matrix
+from services.common.boxes import iou_matrix
 
 # Seconds of video per segment when sharding: short enough that a replica lost mid-run costs
 # little rework and replicas stay busy to the end, long enough that the per-segment start-up

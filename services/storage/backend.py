@@ -44,6 +44,14 @@ DEFAULT_SHOW = "default"
 MAX_REVIEW_RECORDS = 100_000
 
 
+def person_id_for(name: str) -> str:
+    """The id a person's name becomes (same in every backend, so a facebank can move between them)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:48]
+    if not slug:
+        raise InvalidArgument(f"person name {name!r} must contain at least one letter or digit")
+    return slug
+
+
 def remove_exemplar_from(person: storage_pb2.Person, exemplar_id: str) -> storage_pb2.Person:
     """The person without that exemplar; a person keeps at least one (remove the person instead)."""
     kept = [e for e in person.exemplars if e.exemplar_id != exemplar_id]

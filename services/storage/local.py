@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -27,10 +26,12 @@ from google.protobuf import json_format
 
 from services.common.errors import AlreadyExists, FaceflowError, FailedPrecondition, InvalidArgument, NotFound
 from services.common.ids import validate_id
+from services.common.model_manifest import sha256_file
 from services.storage.backend import (
     DEFAULT_SHOW,
     MAX_REVIEW_RECORDS,
     limited,
+    person_id_for,
     remove_exemplar_from,
     validate_artifact_name,
     video_suffix,
@@ -67,13 +68,6 @@ def atomic_write_bytes(path: Path, chunks: Iterable[bytes]) -> tuple[int, str]:
         Path(tmp).unlink(missing_ok=True)
         raise
     return size, digest.hexdigest()
-
-
-def _person_id(name: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:48]
-    if not slug:
-        raise InvalidArgument(f"person name {name!r} must contain at least one letter or digit")
-    return slug
 
 
 URL_PREFIX = "/artifacts/"
@@ -144,7 +138,7 @@ class LocalStorage:
             raise NotFound(f"video file {source_path} does not exist")
         with self._lock:
             existing = self.get_episode(ep_id) if (directory / EPISODE_RECORD).is_file() else None
-            sha = _sha256_file(source)
+            sha = sha256_file(source)
             if existing is not None:
                 if existing.video_sha256 == sha:
                     if upload_id:
@@ -342,7 +336,7 @@ class LocalStorage:
             raise InvalidArgument("person name is empty")
         if not exemplars:
             raise InvalidArgument(f"no usable exemplar for {name!r}: give at least one image with one clear face")
-        person_id = _person_id(name)
+        person_id = person_id_for(name)
         path = self._show_dir(show_id) / f"{person_id}.json"
         with self._lock:
             if path.is_file():
@@ -383,11 +377,3 @@ class LocalStorage:
             person = self.get_person(show_id, person_id)
             (self._show_dir(show_id) / f"{person_id}.json").unlink()
             return len(person.exemplars)
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

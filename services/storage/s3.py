@@ -45,15 +45,17 @@ from google.protobuf import json_format
 
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from services.common.ids import validate_id
+from services.common.model_manifest import sha256_file
 from services.storage.backend import (
     DEFAULT_SHOW,
     MAX_REVIEW_RECORDS,
     limited,
+    person_id_for,
     remove_exemplar_from,
     validate_artifact_name,
     video_suffix,
 )
-from services.storage.local import _person_id, atomic_write_bytes
+from services.storage.local import atomic_write_bytes
 
 MIB = 1024 * 1024
 # Streaming unit for reads and hashing: large enough to amortise per-call overhead, small enough to keep
@@ -507,7 +509,7 @@ class S3Storage:
         source = Path(source_path)
         if staged is None and not source.is_file():
             raise NotFound(f"video file {source_path} does not exist")
-        sha = str(staged["sha256"]) if staged else _sha256_file(source)
+        sha = str(staged["sha256"]) if staged else sha256_file(source)
         found = self._read_json(record_key)
         existing, etag = (None, None) if found is None else (_parse_episode(found[0]), found[1])
         if existing is not None:
@@ -766,7 +768,7 @@ class S3Storage:
             raise InvalidArgument("person name is empty")
         if not exemplars:
             raise InvalidArgument(f"no usable exemplar for {name!r}: give at least one image with one clear face")
-        person_id = _person_id(name)
+        person_id = person_id_for(name)
         key = self._person_key(show_id, person_id)
         for attempt in range(self.settings.record_cas_attempts):
             found = self._read_json(key)
@@ -851,11 +853,3 @@ def _episode_json(episode: storage_pb2.Episode) -> bytes:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

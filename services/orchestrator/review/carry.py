@@ -11,8 +11,8 @@ from collections import Counter
 
 import numpy as np
 
+from services.common.boxes import iou_matrix
 from services.orchestrator.review.view import ReviewView, Track
-from services.tracker.association import iou_matrix
 
 # Same face in the same frame across runs: detector boxes of two runs of the same video agree to
 # IoU > 0.9; 0.5 also tolerates a changed detector input size.

@@ -14,7 +14,7 @@ from google.protobuf import json_format
 
 from services.common.errors import AlreadyExists, FaceflowError, FailedPrecondition
 from services.common.grpc_errors import translate_rpc_errors
-from services.orchestrator.artifacts import upload_artifact
+from services.orchestrator.artifacts import read_artifact, upload_artifact
 from services.orchestrator.clients import ServiceClients
 from services.orchestrator.review.carry import map_identity, map_tracks
 from services.orchestrator.review.view import ReviewView, Track
@@ -47,24 +47,18 @@ class RunData:
         )
 
 
-def _read(clients: ServiceClients, ep_id: str, run_id: str, name: str) -> bytes:
-    with translate_rpc_errors("storage"):
-        ref = storage_pb2.ArtifactRef(ep_id=ep_id, run_id=run_id, name=name)
-        return b"".join(m.chunk for m in clients.storage.GetArtifact(storage_pb2.GetArtifactRequest(ref=ref)))
-
-
 def load_run(clients: ServiceClients, ep_id: str, run_id: str) -> RunData:
-    manifest = json.loads(_read(clients, ep_id, run_id, "manifest.json"))
-    identities = json.loads(_read(clients, ep_id, run_id, "identities.json"))["identities"]
+    manifest = json.loads(read_artifact(clients, ep_id, run_id, "manifest.json"))
+    identities = json.loads(read_artifact(clients, ep_id, run_id, "identities.json"))["identities"]
     tracks = {}
-    for line in _read(clients, ep_id, run_id, "tracks.jsonl").splitlines():
+    for line in read_artifact(clients, ep_id, run_id, "tracks.jsonl").splitlines():
         row = json.loads(line)
         tracks[row["track_id"]] = Track(
             row["track_id"], np.asarray(row["frames"], np.int64), np.asarray(row["boxes"], np.float32).reshape(-1, 4)
         )
     cuts = [
         d["frame"]
-        for d in map(json.loads, _read(clients, ep_id, run_id, "detections.jsonl").splitlines())
+        for d in map(json.loads, read_artifact(clients, ep_id, run_id, "detections.jsonl").splitlines())
         if d["shot_boundary"]
     ]
     video = manifest["video"]
@@ -247,7 +241,8 @@ class ReviewService:
     def _publish(self, ep_id: str) -> orchestrator_pb2.ReviewState:
         """Write the reviewed identities and screen time into the current run and republish it."""
         run, view, records, problems = self._replay(ep_id)
-        state = self._state_proto(ep_id, run, view, records, problems)
+        intervals = reviewed_intervals(run, view)  # once, for both the state and the contract files
+        state = self._state_proto(ep_id, run, view, records, problems, intervals)
         upload_artifact(
             self._clients,
             ep_id,
@@ -255,7 +250,7 @@ class ReviewService:
             "review.json",
             json_format.MessageToJson(state, preserving_proto_field_name=True).encode(),
         )
-        identities, screentime = reviewed_outputs(ep_id, run, view)
+        identities, screentime = reviewed_outputs(ep_id, run, view, intervals)
         upload_artifact(self._clients, ep_id, run.run_id, "identities.reviewed.json", identities)
         upload_artifact(self._clients, ep_id, run.run_id, "screentime.reviewed.json", screentime)
         with translate_rpc_errors("storage"):
@@ -264,12 +259,14 @@ class ReviewService:
 
     @staticmethod
     def _state_proto(
-        ep_id: str, run: RunData, view: ReviewView, records: list[Record], problems: dict[int, str]
+        ep_id: str,
+        run: RunData,
+        view: ReviewView,
+        records: list[Record],
+        problems: dict[int, str],
+        intervals: dict[str, list[tuple[float, float]]] | None = None,
     ) -> orchestrator_pb2.ReviewState:
-        frames = {identity: view.visible_frames(identity) for identity in view.identities}
-        intervals = screen_time(
-            frames, run.fps, run.stride, run.duration_s, ScreenTimeSettings(run.gap_bridge_s), cut_frames=run.cut_frames
-        )
+        intervals = intervals if intervals is not None else reviewed_intervals(run, view)
         undone = {r.undo_of for r in records if r.undo_of}
         return orchestrator_pb2.ReviewState(
             ep_id=ep_id,
@@ -301,12 +298,18 @@ class ReviewService:
         )
 
 
-def reviewed_outputs(ep_id: str, run: RunData, view: ReviewView) -> tuple[bytes, bytes]:
-    """identities.reviewed.json and screentime.reviewed.json: the output contract, after review."""
+def reviewed_intervals(run: RunData, view: ReviewView) -> dict[str, list[tuple[float, float]]]:
+    """Screen time of each reviewed identity, with the run's own timing settings."""
     frames = {identity: view.visible_frames(identity) for identity in view.identities}
-    intervals = screen_time(
+    return screen_time(
         frames, run.fps, run.stride, run.duration_s, ScreenTimeSettings(run.gap_bridge_s), cut_frames=run.cut_frames
     )
+
+
+def reviewed_outputs(
+    ep_id: str, run: RunData, view: ReviewView, intervals: dict[str, list[tuple[float, float]]]
+) -> tuple[bytes, bytes]:
+    """identities.reviewed.json and screentime.reviewed.json: the output contract, after review."""
     labels = {identity: view.labels.get(identity, ("", ""))[0] or None for identity in view.identities}
     identities = []
     for identity, tracks in view.identities.items():
