@@ -450,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run an episode and print its screen time")
     run.add_argument("video", nargs="?", help="video file (omit to rerun an existing episode)")
     run.add_argument("--episode", required=True, help="episode id")
-    run.add_argument("--stride", type=int, default=0, help="process every Nth frame (default 1)")
+    run.add_argument("--stride", type=int, default=0, help="process every Nth frame (default: ~5 per second)")
     run.add_argument("--tracker", default="bytetrack", help="tracker (bytetrack)")
     run.add_argument("--detector", default="retinaface", help="detector (retinaface)")
     run.add_argument("--det-threshold", type=float, default=0.0, help="detector score threshold (default: service's)")

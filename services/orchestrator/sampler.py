@@ -15,10 +15,11 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class SamplerSettings:
-    # Seconds per window: one embedded face per track per window. 0.5 s gives a 30 s track 60
-    # samples (plenty for a stable mean and for post-hoc splitting) at ~1/12 of the embed cost of
-    # every face at 25 fps.
-    window_s: float = 0.5
+    # Seconds per window: one embedded face per track per window. 1.0 s gives a 30 s track 30
+    # samples (plenty for a stable mean and for post-hoc splitting; TV shots of 2-5 s still give
+    # 2-5 per track) at ~1/25 of the embed cost of every face at 25 fps. 0.5 s doubled the embed
+    # calls for identical clusters and scores on the sample (docs/performance.md).
+    window_s: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.window_s >= 0:

@@ -11,7 +11,7 @@ from services.common.config import Settings
 from services.common.errors import Cancelled, InvalidArgument, NotFound
 from services.common.ids import validate_id
 from services.orchestrator.jobs import JobManager
-from services.orchestrator.pipeline import ProgressEvent
+from services.orchestrator.pipeline import AUTO_STRIDE, ProgressEvent, RunSettings, default_stride
 
 
 @pytest.mark.parametrize("good", ["ep1", "S01E02", "a.b_c-d", "x" * 64])
@@ -127,3 +127,19 @@ def test_global_options_may_follow_the_subcommand(argv: list[str], expected: lis
     parsed = build_parser().parse_args(hoist_global_options(argv))
     assert parsed.command in ("run", "up", "facebank")
     assert parsed.data_root == "D" or parsed.storage == "s3"
+
+
+@pytest.mark.parametrize(("fps", "stride"), [(25.0, 5), (23.976, 5), (29.97, 6), (50.0, 10), (59.94, 12), (5.0, 1)])
+def test_default_stride_samples_about_five_frames_per_second(fps: float, stride: int) -> None:
+    assert default_stride(fps) == stride
+
+
+def test_default_stride_survives_odd_frame_rates() -> None:
+    assert default_stride(0.0) == 1 and default_stride(2.0) == 1 and default_stride(10_000.0) == 60
+
+
+def test_stride_zero_means_the_default_and_explicit_strides_are_kept() -> None:
+    assert RunSettings.from_options(orchestrator_pb2.RunOptions()).stride == AUTO_STRIDE
+    assert RunSettings.from_options(orchestrator_pb2.RunOptions(stride=1)).stride == 1
+    with pytest.raises(InvalidArgument, match="stride"):
+        RunSettings.from_options(orchestrator_pb2.RunOptions(stride=-1))
