@@ -18,19 +18,19 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from faceflow.v1 import detector_pb2, orchestrator_pb2, storage_pb2
 
 from bench.procmem import status_kb
 from services.orchestrator.enrolment import enroll_person
-from services.orchestrator.inprocess import InProcessClients
+from services.orchestrator.inprocess import inprocess_clients
 from services.orchestrator.pipeline import RunSettings, run_episode
 from services.orchestrator.sampler import SamplerSettings
 from services.storage.local import LocalStorage
 
 if TYPE_CHECKING:
-    from services.orchestrator.clients import ServiceClients
+    pass
 
 EPISODE_ID = "bench"
 
@@ -55,11 +55,11 @@ def run_inprocess(args: argparse.Namespace) -> dict[str, Any]:
 
         detector_settings = RetinaFaceSettings(max_side=args.max_side)
     started = time.monotonic()
-    clients = InProcessClients.build(args.data_root, detector_settings=detector_settings)
+    clients = inprocess_clients(args.data_root, detector_settings=detector_settings)
     startup_s = time.monotonic() - started
     if args.enrol:
         for request in enrol_requests(args.enrol):
-            enroll_person(cast("ServiceClients", clients), request)
+            enroll_person(clients, request)
     video = str(args.video.resolve())
     info = clients.detector.ProbeVideo(detector_pb2.ProbeVideoRequest(video_uri=video)).info
     clients.storage.CreateEpisode(
@@ -72,7 +72,7 @@ def run_inprocess(args: argparse.Namespace) -> dict[str, Any]:
     for _ in range(args.runs):
         t0 = time.monotonic()
         summary = run_episode(
-            cast("ServiceClients", clients),  # duck-typed: same attributes, servicers called directly
+            clients,
             EPISODE_ID,
             settings,
             lambda _: None,

@@ -1,7 +1,7 @@
-"""The four backend services in this process, behind the same attributes as ServiceClients.
+"""The four backend services in this process, behind a ServiceClients.
 
 Why: to measure what the microservice split costs, the same pipeline (run_episode) must run with
-and without gRPC. InProcessClients builds each servicer exactly as `python -m services.<name>`
+and without gRPC. inprocess_clients() builds each servicer exactly as `python -m services.<name>`
 does (its `build()` and warm-up), captures the method handlers the generated
 `add_*Servicer_to_server` registers, and exposes them as stub-like objects that call the servicer
 methods directly: request and response messages are passed as Python objects, never serialised,
@@ -24,6 +24,7 @@ import grpc
 
 from services.common.config import Settings
 from services.common.service_main import ServiceParts
+from services.orchestrator.clients import ServiceClients
 
 SERVICES = ("detector", "embedder", "tracker", "storage")
 
@@ -174,42 +175,27 @@ def build_detector_stub(settings: Settings, detector_settings: Any) -> InProcess
     return InProcessStub(service_name, handlers)
 
 
-@dataclass
-class InProcessClients:
-    """Drop-in for ServiceClients in run_episode / detect_track_embed: same attributes, no gRPC."""
+def inprocess_clients(
+    data_root: Path | None = None, settings: Settings | None = None, detector_settings: Any = None
+) -> ServiceClients:
+    """Every backend service in this process, as a ServiceClients whose stubs call servicers directly.
 
-    detector: Any
-    embedder: Any
-    tracker: Any
-    storage: Any
-    channels: list[grpc.Channel] = field(default_factory=list)
-    # ServiceClients lists every detector/embedder replica; in one process there is one of each.
-    detectors: list[Any] = field(default_factory=list)
-    embedders: list[Any] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.detectors = self.detectors or [self.detector]
-        self.embedders = self.embedders or [self.embedder]
-
-    @classmethod
-    def build(
-        cls, data_root: Path | None = None, settings: Settings | None = None, detector_settings: Any = None
-    ) -> InProcessClients:
-        """Every backend service in this process; settings from FACEFLOW_* like the real services.
-
-        detector_settings (a RetinaFaceSettings) replaces the detector's defaults, for experiments.
-        """
-        if settings is None:
-            settings = Settings.from_env(data_root=str(data_root) if data_root is not None else None)
-        stubs = {
-            name: build_detector_stub(settings, detector_settings)
-            if name == "detector" and detector_settings is not None
-            else build_stub(name, settings)
-            for name in SERVICES
-        }
-        return cls(
-            detector=stubs["detector"], embedder=stubs["embedder"], tracker=stubs["tracker"], storage=stubs["storage"]
-        )
-
-    def close(self) -> None:
-        """Nothing to close (no channels); kept so callers can treat both kinds of clients alike."""
+    Settings come from FACEFLOW_* like the real services; detector_settings (a RetinaFaceSettings)
+    replaces the detector's defaults, for experiments. A real ServiceClients (not a look-alike) so
+    the pipeline sees exactly the attributes it sees in production.
+    """
+    if settings is None:
+        settings = Settings.from_env(data_root=str(data_root) if data_root is not None else None)
+    stubs = {
+        name: build_detector_stub(settings, detector_settings)
+        if name == "detector" and detector_settings is not None
+        else build_stub(name, settings)
+        for name in SERVICES
+    }
+    return ServiceClients(
+        detector=stubs["detector"],
+        embedder=stubs["embedder"],
+        tracker=stubs["tracker"],
+        storage=stubs["storage"],
+        channels=[],
+    )

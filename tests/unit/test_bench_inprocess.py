@@ -1,4 +1,4 @@
-"""InProcessClients' call plumbing (no models): stubs call servicers directly, streams cancel cleanly."""
+"""inprocess_clients' call plumbing (no models): stubs call servicers directly, streams cancel cleanly."""
 
 from __future__ import annotations
 
