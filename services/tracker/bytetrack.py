@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from services.tracker.association import fuse_score, iou_matrix, linear_assignment
+from services.tracker.interface import TrackAssignment, TrackerFrame
 from services.tracker.kalman import FloatArray, KalmanBoxFilter, cxcyah_to_xyxy, xyxy_to_cxcyah
 
 
@@ -108,16 +109,6 @@ class ByteTrackSettings:
 DEFAULT_BYTETRACK_SETTINGS = ByteTrackSettings()
 
 
-@dataclass(frozen=True)
-class TrackAssignment:
-    """One detection of this frame attributed to one confirmed track."""
-
-    track_id: int  # >= 1, unique for the life of the tracker instance (also across reset())
-    detection_index: int  # index into the boxes passed to this update()
-    box_xyxy: np.ndarray  # the detection box (what MOT output reports), float (4,)
-    score: float
-
-
 class _TrackState(Enum):
     TRACKED = "tracked"  # matched in the latest update (confirmed or not)
     LOST = "lost"  # confirmed, unmatched for a while, kept for re-association
@@ -174,15 +165,27 @@ class ByteTracker:
         self._lost = []
         self._update_count = 0
 
-    def update(self, boxes_xyxy: np.ndarray, scores: np.ndarray) -> list[TrackAssignment]:
+    def appearance_wanted(self, frame: TrackerFrame) -> list[int]:
+        """ByteTrack matches by motion and overlap only: it never needs an embedding."""
+        return []
+
+    def update(self, frame: TrackerFrame | npt.ArrayLike, scores: npt.ArrayLike | None = None) -> list[TrackAssignment]:
         """Track one frame's detections; return the detections that belong to confirmed tracks.
 
-        boxes_xyxy: (N, 4) pixel boxes (x1, y1, x2, y2); scores: (N,) confidences; N may be 0.
+        frame: a TrackerFrame (candidates count as low-score detections whatever their raw score:
+        they may continue a track, never start one), or (N, 4) pixel boxes (x1, y1, x2, y2) with
+        `scores` (N,) confidences, the plain form benchmarks use; N may be 0.
         Returns at most one assignment per detection and per track, sorted by detection_index.
         Boxes with non-positive or below-min_box_side width or height are ignored.
         """
-        boxes, confidences = _validated_detections(boxes_xyxy, scores)
         settings = self._settings
+        if isinstance(frame, TrackerFrame):
+            boxes = frame.boxes
+            confidences = np.where(frame.candidate, np.minimum(frame.scores, settings.high_score), frame.scores)
+        else:
+            if scores is None:
+                raise ValueError("update(boxes_xyxy, scores) needs the scores of the boxes")
+            boxes, confidences = _validated_detections(frame, scores)
         self._update_count += 1
 
         usable = self._usable_detection_mask(boxes)

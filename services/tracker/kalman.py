@@ -142,13 +142,21 @@ class KalmanBoxFilter:
         return predicted_means, predicted_covariances
 
     def update(
-        self, mean: FloatArray, covariance: FloatArray, measurement: npt.ArrayLike
+        self, mean: FloatArray, covariance: FloatArray, measurement: npt.ArrayLike, noise_scale: float = 1.0
     ) -> tuple[FloatArray, FloatArray]:
-        """Correct a predicted state with a (cx, cy, a, h) measurement."""
+        """Correct a predicted state with a (cx, cy, a, h) measurement.
+
+        noise_scale multiplies the measurement variance: below 1 a measurement is trusted more
+        (StrongSORT's NSA Kalman scales it by the detection's confidence).
+        """
+        if not noise_scale > 0:
+            raise ValueError(f"noise_scale must be > 0, got {noise_scale}")
         observed = np.asarray(measurement, dtype=np.float64).reshape(MEASUREMENT_SIZE)
         height = mean[3]
         position_std = self._std_weight_position * height
-        measurement_noise = np.diag(np.square([position_std, position_std, ASPECT_MEASUREMENT_STD, position_std]))
+        measurement_noise = noise_scale * np.diag(
+            np.square([position_std, position_std, ASPECT_MEASUREMENT_STD, position_std])
+        )
         projected_mean = self._observation @ mean
         projected_covariance = self._observation @ covariance @ self._observation.T + measurement_noise
         cross_covariance = covariance @ self._observation.T  # (8, 4)
@@ -161,3 +169,27 @@ class KalmanBoxFilter:
         # Re-symmetrise: round-off would otherwise accumulate over long tracks.
         new_covariance = (new_covariance + new_covariance.T) / 2.0
         return new_mean, new_covariance
+
+
+def warp_states(means: FloatArray, covariances: FloatArray, affine: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """Move N states (N, 8) and covariances (N, 8, 8) by a camera motion, a 2x3 affine of pixels.
+
+    Centres go through the full affine; velocities through its linear part; heights and their
+    velocities scale by the affine's zoom (sqrt of its determinant); aspect ratios are kept, since a
+    camera that pans, zooms or rolls slightly does not change a face's shape.
+    """
+    matrix = np.asarray(affine, dtype=np.float64).reshape(2, 3)
+    means = np.asarray(means, dtype=np.float64)
+    covariances = np.asarray(covariances, dtype=np.float64)
+    if means.shape[0] == 0:
+        return means.reshape(0, STATE_SIZE), covariances.reshape(0, STATE_SIZE, STATE_SIZE)
+    linear = matrix[:, :2]
+    zoom = float(np.sqrt(abs(np.linalg.det(linear))))
+    transform = np.eye(STATE_SIZE)
+    transform[0:2, 0:2] = linear
+    transform[3, 3] = zoom
+    transform[4:6, 4:6] = linear
+    transform[7, 7] = zoom
+    warped = means @ transform.T
+    warped[:, 0:2] += matrix[:, 2]
+    return warped, transform @ covariances @ transform.T

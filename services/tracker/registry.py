@@ -1,21 +1,61 @@
-"""The trackers a session can ask for, by name."""
+"""The trackers a session can ask for, by name, each built with its settings for one stream."""
 
 from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from faceflow.v1 import tracker_pb2
 
 from services.common.errors import InvalidArgument
 from services.tracker.bytetrack import ByteTracker, ByteTrackSettings
+from services.tracker.interface import Tracker
+from services.tracker.strongsort import StrongSortSettings, StrongSortTracker
 
-TRACKERS = ("bytetrack",)
+# Frame rate assumed when a client does not say (the settings convert seconds to updates with it).
+DEFAULT_FPS = 30.0
+
+
+@dataclass(frozen=True)
+class TrackerKind:
+    """How to build one registered tracker: its settings class (a frozen dataclass with frame_rate
+    and frame_stride fields) and the constructor taking them."""
+
+    settings_type: type[Any]
+    build: Callable[[Any], Tracker]
+    # Whether the tracker asks for embeddings (TrackerConfig.embeddings_on_request).
+    uses_appearance: bool = False
+
+
+TRACKERS: dict[str, TrackerKind] = {
+    "bytetrack": TrackerKind(ByteTrackSettings, ByteTracker),
+    "strongsort": TrackerKind(StrongSortSettings, StrongSortTracker, uses_appearance=True),
+}
 DEFAULT_TRACKER = "bytetrack"
 
 
-def make_tracker(config: tracker_pb2.TrackerConfig) -> ByteTracker:
-    name = config.tracker or DEFAULT_TRACKER
-    if name not in TRACKERS:
+def tracker_kind(name: str) -> TrackerKind:
+    kind = TRACKERS.get(name or DEFAULT_TRACKER)
+    if kind is None:
         raise InvalidArgument(f"unknown tracker {name!r}; available: {', '.join(TRACKERS)}")
-    if config.fps < 0 or config.frame_stride < 0:
-        raise InvalidArgument(f"fps and frame_stride must be positive, got {config.fps} and {config.frame_stride}")
-    settings = ByteTrackSettings(frame_rate=config.fps or 30.0, frame_stride=config.frame_stride or 1)
-    return ByteTracker(settings)
+    return kind
+
+
+def tracker_settings(name: str, fps: float, frame_stride: int) -> Any:
+    """The settings a session of tracker `name` runs with at this frame rate and stride."""
+    if fps < 0 or frame_stride < 0:
+        raise InvalidArgument(f"fps and frame_stride must be positive, got {fps} and {frame_stride}")
+    settings_type = tracker_kind(name).settings_type
+    return settings_type(frame_rate=fps or DEFAULT_FPS, frame_stride=frame_stride or 1)
+
+
+def settings_record(name: str, fps: float, frame_stride: int) -> dict[str, Any]:
+    """Name and settings as plain data, for manifests and job records."""
+    return {"name": name or DEFAULT_TRACKER, **dataclasses.asdict(tracker_settings(name, fps, frame_stride))}
+
+
+def make_tracker(config: tracker_pb2.TrackerConfig) -> Tracker:
+    name = config.tracker or DEFAULT_TRACKER
+    return tracker_kind(name).build(tracker_settings(name, config.fps, config.frame_stride))

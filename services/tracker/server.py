@@ -6,12 +6,28 @@ from collections.abc import Iterator
 
 import grpc
 import numpy as np
-from faceflow.v1 import tracker_pb2, tracker_pb2_grpc
+from faceflow.v1 import common_pb2, tracker_pb2, tracker_pb2_grpc
 
 from services.common.errors import InvalidArgument
+from services.tracker.interface import TrackerFrame
 from services.tracker.registry import make_tracker
 
 SERVICE_NAME = tracker_pb2.DESCRIPTOR.services_by_name["TrackerService"].full_name
+
+
+def frame_from_proto(frame: common_pb2.FrameDetections) -> TrackerFrame:
+    """The tracker's view of one frame; raises InvalidArgument on malformed values."""
+    faces = frame.faces
+    try:
+        return TrackerFrame.of(
+            np.array([[f.box.x1, f.box.y1, f.box.x2, f.box.y2] for f in faces], np.float64).reshape(-1, 4),
+            np.array([f.score for f in faces], np.float64),
+            np.array([f.candidate for f in faces], bool),
+            {i: np.asarray(f.embedding, np.float64) for i, f in enumerate(faces) if len(f.embedding)},
+            np.asarray(frame.camera_motion, np.float64) if len(frame.camera_motion) else None,
+        )
+    except ValueError as error:  # non-finite boxes, mixed embedding sizes, a bad affine
+        raise InvalidArgument(f"frame {frame.frame_index}: {error}") from None
 
 
 class TrackerServicer(tracker_pb2_grpc.TrackerServiceServicer):
@@ -24,30 +40,36 @@ class TrackerServicer(tracker_pb2_grpc.TrackerServiceServicer):
         if first.WhichOneof("payload") != "config":
             raise InvalidArgument("the first message of a Track stream must be a TrackerConfig")
         tracker = make_tracker(first.config)
+        ask_for_embeddings = first.config.embeddings_on_request
         last_frame = -1
+        asked_frame = -1  # the frame whose embeddings were asked for, expected again next
         for request in request_iterator:
             if request.WhichOneof("payload") != "frame":
                 raise InvalidArgument("only the first message of a Track stream may be a TrackerConfig")
-            frame = request.frame
-            if frame.frame_index <= last_frame:
+            proto = request.frame
+            resent = proto.frame_index == asked_frame
+            if proto.frame_index <= last_frame and not resent:
                 raise InvalidArgument(
-                    f"frames must arrive in increasing order; got {frame.frame_index} after {last_frame}"
+                    f"frames must arrive in increasing order; got {proto.frame_index} after {last_frame}"
                 )
-            last_frame = frame.frame_index
-            if frame.shot_boundary:
+            if asked_frame >= 0 and not resent:
+                raise InvalidArgument(
+                    f"frame {asked_frame} must be sent again with the embeddings asked for, got {proto.frame_index}"
+                )
+            last_frame, asked_frame = proto.frame_index, -1
+            frame = frame_from_proto(proto)
+            if proto.shot_boundary and not resent:
                 tracker.reset()  # no track may span a cut
-            boxes = np.array([[f.box.x1, f.box.y1, f.box.x2, f.box.y2] for f in frame.faces], np.float32)
-            # A candidate (below the detector's confidence rule) is a low-score detection in ByteTrack's
-            # sense whatever its raw score: it may continue a track, never start one.
-            scores = np.array(
-                [min(f.score, tracker.settings.high_score) if f.candidate else f.score for f in frame.faces], np.float32
-            )
-            try:
-                assignments = tracker.update(boxes.reshape(-1, 4), scores)
-            except ValueError as error:  # non-finite boxes or scores from a misbehaving client
-                raise InvalidArgument(f"frame {frame.frame_index}: {error}") from None
+            if ask_for_embeddings and not resent:
+                wanted = tracker.appearance_wanted(frame)
+                missing = [i for i in wanted if not frame.has_embedding()[i]]
+                if missing:
+                    asked_frame = proto.frame_index
+                    yield tracker_pb2.TrackResponse(frame_index=proto.frame_index, embeddings_wanted=missing)
+                    continue
+            assignments = tracker.update(frame)
             yield tracker_pb2.TrackResponse(
-                frame_index=frame.frame_index,
+                frame_index=proto.frame_index,
                 tracked=[
                     tracker_pb2.TrackedFace(track_id=a.track_id, face_index=a.detection_index) for a in assignments
                 ],

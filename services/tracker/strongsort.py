@@ -1,0 +1,497 @@
+"""An appearance-aware face tracker in the StrongSORT / BoT-SORT family, written for faceflow.
+
+What it adds to ByteTrack (whose cascade it keeps: confident detections first, weak ones only
+continue tracks, one-hit tracks last):
+
+- Appearance: each track keeps an exponential moving average of the ArcFace embeddings of its
+  unoccluded faces. Where a track and a detection both have one, the cost is a blend of 1 - IoU
+  and cosine distance, and a pair that is clearly two different people is forbidden whatever its
+  overlap, so two faces crossing each other do not swap ids.
+- Bounded appearance cost: embeddings are asked for (appearance_wanted), never assumed. Only faces
+  whose match is ambiguous (a detection near two tracks, a track near two detections, two
+  detections overlapping), confident faces that no track explains while a track with a known
+  appearance is missing (re-link candidates), and one face per track per refresh period (to keep
+  its average current) are embedded. The orchestrator hands those vectors on to the identity
+  stage, so none is computed twice.
+- Re-linking: a lost track with a known appearance is re-attached by appearance alone to a new
+  detection anywhere in the frame within a window (seconds, so it holds across fps and strides):
+  a person who walks behind someone for 2 s or leaves and re-enters keeps the id.
+- NSA Kalman (StrongSORT): a confident detection is a more precise measurement, so its noise
+  shrinks with the confidence.
+- Camera-motion compensation (BoT-SORT): the detector sends the affine motion between processed
+  frames; track states move with the camera before the constant-velocity prediction.
+
+Like every tracker here it follows one sequence: reset() at a cut.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+import numpy.typing as npt
+
+from services.tracker.association import iou_matrix, linear_assignment
+from services.tracker.interface import BoolArray, TrackAssignment, TrackerFrame
+from services.tracker.kalman import FloatArray, KalmanBoxFilter, cxcyah_to_xyxy, warp_states, xyxy_to_cxcyah
+
+IndexArray = npt.NDArray[np.intp]
+
+
+@dataclass(frozen=True)
+class StrongSortSettings:
+    """Thresholds of one tracker. Scores are detector confidences in [0, 1]; IoU distances are 1 - IoU;
+    appearance distances are cosine distances 1 - cos between unit ArcFace vectors (0 same, 2 opposite).
+
+    Appearance thresholds are set from ArcFace statistics on real faces (docs/thresholds.md): one
+    person's faces in consecutive frames have cosine similarity 0.6-0.98 (0.47 at worst, partly
+    turned), a person against another track of the same person 0.5-0.93, two different people at
+    most 0.4 on real TV (0.24 on the sample episode).
+    """
+
+    # ByteTrack's cascade, with ByteTrack's published values (see ByteTrackSettings for why).
+    high_score: float = 0.5
+    low_score: float = 0.1
+    new_track_score: float = 0.6
+    match_iou_distance: float = 0.8
+    second_match_iou_distance: float = 0.5
+    unconfirmed_match_iou_distance: float = 0.7
+    duplicate_iou: float = 0.85
+    # Seconds a lost track still takes part in motion (IoU) matching: ByteTrack's 1 s.
+    lost_buffer_s: float = 1.0
+    # Seconds a lost track with a known appearance may be re-linked by appearance alone. 3 s covers
+    # a face hidden by someone walking past or a hand, or a person stepping out of frame and back,
+    # while a different person entering much later is left to identity clustering.
+    relink_window_s: float = 3.0
+    # Weight of the appearance distance in the blended cost (1 - w on 1 - IoU). 0.5: in a crossing
+    # the overlaps are alike and appearance decides; for one face moving alone both agree.
+    appearance_weight: float = 0.5
+    # A track and a detection whose appearance distance exceeds this are different people: never
+    # matched, whatever their overlap. 0.7 (similarity < 0.3) is below every same-person pair we
+    # measured (0.47) with room for blur and partial occlusion, above most different-person pairs.
+    appearance_veto_distance: float = 0.7
+    # A lost track is re-linked to a detection by appearance alone below this distance. 0.5
+    # (similarity > 0.5): 0.1 above the different-person ceiling, because nothing else (no motion)
+    # supports the match.
+    relink_distance: float = 0.5
+    # Weight of the old average when a new embedding arrives. StrongSORT uses 0.9 per frame; ours
+    # arrive about once a second, so 0.7 follows a slowly turning head without one odd view
+    # (a blink, motion blur) dominating.
+    feature_momentum: float = 0.7
+    # Seconds between appearance refreshes of a track that nothing else made us embed. 1 s keeps
+    # the average current while costing at most one embedding per track per second, and each one
+    # replaces one the identity sampler (1 per 0.5 s) would have made anyway.
+    feature_refresh_s: float = 1.0
+    # A refresh takes only a face that its track's prediction overlaps at least this much (IoU):
+    # an unambiguous, well-placed view.
+    refresh_min_iou: float = 0.5
+    # Boxes overlapping with IoU above this are "touching": a detection touching two predicted
+    # tracks, a track touching two detections, or two detections touching each other make the
+    # match ambiguous (their embeddings are wanted) and a touched face's embedding does not update
+    # its track's average (it may hold part of the other face). 0.1: faces side by side in a
+    # two-shot do not touch, faces passing in front of each other do.
+    ambiguity_iou: float = 0.1
+    # Embeddings asked for per frame at most: a crowd scene cannot make a frame cost more than
+    # this many embedder calls (~80 ms each on CPU). Ambiguous faces come first, then re-link
+    # candidates, then refreshes.
+    max_embeddings_per_frame: int = 6
+    # Pixels: faces whose shorter side is smaller are never embedded (ArcFace features of tiny
+    # faces do not identify anyone; same as the detector's minimum face).
+    min_appearance_side: float = 20.0
+    # NSA Kalman: measurement variance x clip((1 - score) / (1 - high_score), nsa_min_scale, 1).
+    # Face detectors score real faces 0.99+, so without the floor a box would be trusted blindly
+    # and the velocity would follow every jitter; 0.25 (half the std) is the most trust given.
+    nsa_min_scale: float = 0.25
+    use_nsa: bool = True
+    # Apply FrameDetections.camera_motion to track states before predicting (when the detector
+    # sends it): pans and zooms move every face alike and would otherwise look like face motion.
+    use_camera_motion: bool = True
+    frame_rate: float = 30.0
+    frame_stride: int = 1
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"StrongSortSettings.{name} must be finite, got {value}")
+        if not 0 <= self.low_score <= self.high_score <= 1:
+            raise ValueError(
+                f"StrongSortSettings needs 0 <= low_score ({self.low_score}) <= high_score ({self.high_score}) <= 1"
+            )
+        for name in (
+            "match_iou_distance",
+            "second_match_iou_distance",
+            "unconfirmed_match_iou_distance",
+            "appearance_weight",
+            "feature_momentum",
+            "refresh_min_iou",
+            "ambiguity_iou",
+            "nsa_min_scale",
+        ):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"StrongSortSettings.{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("appearance_veto_distance", "relink_distance"):
+            if not 0.0 <= getattr(self, name) <= 2.0:
+                raise ValueError(f"StrongSortSettings.{name} is a cosine distance in [0, 2], got {getattr(self, name)}")
+        if not 0.0 < self.duplicate_iou <= 1.0:
+            raise ValueError(f"StrongSortSettings.duplicate_iou must be in (0, 1], got {self.duplicate_iou}")
+        for name in ("lost_buffer_s", "relink_window_s", "feature_refresh_s", "min_appearance_side"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"StrongSortSettings.{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_embeddings_per_frame < 0:
+            raise ValueError(
+                f"StrongSortSettings.max_embeddings_per_frame must be >= 0, got {self.max_embeddings_per_frame}"
+            )
+        if self.frame_rate <= 0:
+            raise ValueError(f"StrongSortSettings.frame_rate must be > 0, got {self.frame_rate}")
+        if isinstance(self.frame_stride, bool) or not isinstance(self.frame_stride, int) or self.frame_stride < 1:
+            raise ValueError(f"StrongSortSettings.frame_stride must be an int >= 1, got {self.frame_stride!r}")
+
+    def updates(self, seconds: float) -> int:
+        """update() calls spanning `seconds` of video (rounded up, so at least the time asked)."""
+        return max(0, math.ceil(seconds * self.frame_rate / self.frame_stride - 1e-9))
+
+
+DEFAULT_STRONGSORT_SETTINGS = StrongSortSettings()
+
+
+class _State(Enum):
+    TRACKED = "tracked"
+    LOST = "lost"
+    REMOVED = "removed"
+
+
+@dataclass
+class _Track:
+    track_id: int
+    mean: FloatArray
+    covariance: FloatArray
+    score: float
+    confirmed: bool
+    state: _State
+    first_update: int
+    last_matched_update: int
+    feature: FloatArray | None = None  # unit vector, the average appearance
+    feature_update: int = -(10**9)  # update counter of the last embedding taken into `feature`
+
+    def box_xyxy(self) -> FloatArray:
+        return cxcyah_to_xyxy(self.mean[:4])
+
+
+@dataclass(frozen=True)
+class _Detections:
+    """The validated per-frame arrays association works on."""
+
+    boxes: FloatArray
+    confidences: FloatArray  # candidates capped at high_score: they never start tracks
+    usable: BoolArray
+    embeddings: FloatArray  # (N, D) unit vectors, NaN rows where unknown
+    has_embedding: BoolArray
+    touching: BoolArray  # overlaps another usable detection by more than ambiguity_iou
+
+
+class StrongSortTracker:
+    """Assigns stable ids using motion and, where it matters, appearance. One stream per instance."""
+
+    def __init__(self, settings: StrongSortSettings = DEFAULT_STRONGSORT_SETTINGS) -> None:
+        self._settings = settings
+        self._kalman = KalmanBoxFilter()
+        self._lost_buffer = settings.updates(settings.lost_buffer_s)
+        self._relink_window = settings.updates(settings.relink_window_s)
+        self._refresh_period = max(1, settings.updates(settings.feature_refresh_s))
+        self._last_track_id = 0
+        self._tracked: list[_Track] = []
+        self._lost: list[_Track] = []
+        self._update_count = 0
+
+    @property
+    def settings(self) -> StrongSortSettings:
+        return self._settings
+
+    def reset(self) -> None:
+        """Forget all tracks (a shot cut). Ids keep increasing so old ids are never reused."""
+        self._tracked = []
+        self._lost = []
+        self._update_count = 0
+
+    # -- which faces to embed ------------------------------------------------------------------
+
+    def appearance_wanted(self, frame: TrackerFrame) -> list[int]:
+        s = self._settings
+        tracks = self._tracked + self._lost
+        if not tracks or len(frame) == 0 or s.max_embeddings_per_frame == 0:
+            return []
+        detections = self._detections(frame)
+        means, _ = self._advanced_states(tracks, frame)
+        overlap = iou_matrix(cxcyah_to_xyxy(means[:, :4]), detections.boxes)
+        overlap[:, ~detections.usable] = 0.0
+        now = self._update_count + 1
+        in_motion = np.array([self._in_motion(t, now) for t in tracks])
+        has_feature = np.array([t.feature is not None for t in tracks])
+        near = (overlap > s.ambiguity_iou) & in_motion[:, np.newaxis]
+        matched_by_iou = overlap >= 1.0 - s.match_iou_distance
+        # A track with a known appearance that no detection explains by overlap: someone a
+        # detection elsewhere may be (hidden, left the frame, moved too fast for IoU).
+        orphaned = has_feature & ~(matched_by_iou & in_motion[:, np.newaxis]).any(axis=1)
+        sides = np.minimum(
+            detections.boxes[:, 2] - detections.boxes[:, 0], detections.boxes[:, 3] - detections.boxes[:, 1]
+        )
+        embeddable = detections.usable & (sides >= s.min_appearance_side)
+
+        wanted: list[tuple[int, float, int]] = []  # (priority, -score, detection)
+        for d in np.flatnonzero(embeddable):
+            near_tracks = np.flatnonzero(near[:, d])
+            contested = bool(near[near_tracks].sum(axis=1).max(initial=0) > 1)
+            ambiguous = len(near_tracks) > 1 or contested or bool(detections.touching[d])
+            score = float(detections.confidences[d])
+            # Re-acquiring a lost face (someone else may have stepped into its place), or a confident
+            # face no track explains while a track with a known appearance is missing: a re-link.
+            reacquires = any(tracks[t].state is _State.LOST and has_feature[t] for t in near_tracks)
+            unexplained = score > s.high_score and not (matched_by_iou[:, d] & in_motion).any() and orphaned.any()
+            if ambiguous and has_feature[near_tracks].any():
+                wanted.append((0, -score, int(d)))
+            elif reacquires or unexplained:
+                wanted.append((1, -score, int(d)))
+            elif not ambiguous and len(near_tracks) == 1:
+                track = tracks[near_tracks[0]]
+                due = now - track.feature_update >= self._refresh_period
+                if (
+                    track.confirmed
+                    and track.state is _State.TRACKED
+                    and due
+                    and overlap[near_tracks[0], d] >= s.refresh_min_iou
+                ):
+                    wanted.append((2, -score, int(d)))
+        wanted.sort()
+        return sorted(d for _, _, d in wanted[: s.max_embeddings_per_frame])
+
+    # -- tracking ------------------------------------------------------------------------------
+
+    def update(self, frame: TrackerFrame) -> list[TrackAssignment]:
+        s = self._settings
+        detections = self._detections(frame)
+        self._update_count += 1
+        now = self._update_count
+        confidences = detections.confidences
+        high = np.flatnonzero(detections.usable & (confidences > s.high_score))
+        low = np.flatnonzero(detections.usable & (confidences > s.low_score) & (confidences <= s.high_score))
+
+        tracks = self._tracked + self._lost
+        means, covariances = self._advanced_states(tracks, frame)
+        for row, track in enumerate(tracks):
+            track.mean, track.covariance = means[row], covariances[row]
+
+        confirmed = [t for t in self._tracked if t.confirmed]
+        unconfirmed = [t for t in self._tracked if not t.confirmed]
+        recently_lost = [t for t in self._lost if self._in_motion(t, now)]
+
+        # 1. Confident detections vs confirmed and recently lost tracks: overlap and appearance.
+        first = self._associate(confirmed + recently_lost, detections, high, s.match_iou_distance)
+        matches = list(first.matches)
+        # 2. Weak detections continue tracks that were followed until now (never lost ones).
+        still_tracked = [t for t in first.unmatched_tracks if t.state is _State.TRACKED]
+        second = self._associate(still_tracked, detections, low, s.second_match_iou_distance)
+        matches.extend(second.matches)
+        for track in second.unmatched_tracks:
+            track.state = _State.LOST
+        # 3. One-hit tracks vs the confident detections left.
+        third = self._associate(unconfirmed, detections, first.unmatched_detections, s.unconfirmed_match_iou_distance)
+        matches.extend(third.matches)
+        for track in third.unmatched_tracks:
+            track.state = _State.REMOVED
+        for track, d in matches:
+            self._apply_match(track, detections, d)
+
+        # 4. Re-link lost tracks by appearance alone (anywhere in the frame, within the window).
+        left = third.unmatched_detections
+        relinked = self._relink(detections, left[detections.has_embedding[left]])
+        for track, d in relinked:
+            track.mean, track.covariance = self._kalman.initiate(xyxy_to_cxcyah(detections.boxes[d]))
+            self._apply_match(track, detections, d, measured=False)
+        matches.extend(relinked)
+        taken = {d for _, d in relinked}
+
+        # 5. Confident detections nobody took start tracks (confirmed at once only on a sequence's first frame).
+        new_tracks: list[_Track] = []
+        for d in left:
+            if int(d) in taken or confidences[d] < s.new_track_score:
+                continue
+            track = self._start_track(detections, int(d), confirmed=now == 1)
+            new_tracks.append(track)
+            matches.append((track, int(d)))
+
+        self._rebuild(new_tracks)
+        assignments = [
+            TrackAssignment(t.track_id, d, detections.boxes[d].copy(), float(frame.scores[d]))
+            for t, d in matches
+            if t.confirmed and t.state is _State.TRACKED
+        ]
+        return sorted(assignments, key=lambda a: a.detection_index)
+
+    # -- pieces --------------------------------------------------------------------------------
+
+    def _detections(self, frame: TrackerFrame) -> _Detections:
+        s = self._settings
+        boxes = frame.boxes
+        widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+        usable = (widths > 0) & (heights > 0)
+        confidences = np.where(frame.candidate, np.minimum(frame.scores, s.high_score), frame.scores)
+        has_embedding = frame.has_embedding()
+        embeddings = frame.embeddings
+        if has_embedding.any():
+            norms = np.linalg.norm(np.where(has_embedding[:, np.newaxis], embeddings, 1.0), axis=1, keepdims=True)
+            embeddings = embeddings / np.maximum(norms, 1e-12)
+            has_embedding &= norms[:, 0] > 1e-12
+        pairwise = iou_matrix(boxes, boxes) if len(boxes) else np.zeros((0, 0))
+        np.fill_diagonal(pairwise, 0.0)
+        pairwise[:, ~usable] = 0.0
+        touching = usable & (pairwise > s.ambiguity_iou).any(axis=1)
+        return _Detections(boxes, confidences, usable, embeddings, has_embedding, touching)
+
+    def _in_motion(self, track: _Track, now: int) -> bool:
+        """Whether a track takes part in overlap matching at update `now`."""
+        return track.state is _State.TRACKED or now - track.last_matched_update <= self._lost_buffer
+
+    def _advanced_states(self, tracks: list[_Track], frame: TrackerFrame) -> tuple[FloatArray, FloatArray]:
+        """States of `tracks` moved by the camera and predicted one step (nothing is committed)."""
+        if not tracks:
+            return np.zeros((0, 8)), np.zeros((0, 8, 8))
+        means = np.stack([t.mean for t in tracks])
+        covariances = np.stack([t.covariance for t in tracks])
+        if self._settings.use_camera_motion and frame.camera_motion is not None:
+            means, covariances = warp_states(means, covariances, frame.camera_motion)
+        lost = np.array([t.state is _State.LOST for t in tracks])
+        means[lost, 7] = 0.0  # an unseen face should not keep growing or shrinking
+        return self._kalman.multi_predict(means, covariances)
+
+    def _associate(
+        self, tracks: list[_Track], detections: _Detections, candidates: IndexArray, max_iou_distance: float
+    ) -> _Association:
+        s = self._settings
+        boxes = np.array([t.box_xyxy() for t in tracks], dtype=np.float64).reshape(-1, 4)
+        iou_distance = 1.0 - iou_matrix(boxes, detections.boxes[candidates])
+        cost = iou_distance.copy()
+        appearance = self._appearance_distance(tracks, detections, candidates)
+        known = np.isfinite(appearance)
+        cost[known] = (1.0 - s.appearance_weight) * iou_distance[known] + s.appearance_weight * appearance[known]
+        cost[known & (appearance > s.appearance_veto_distance)] = np.inf
+        cost[iou_distance > max_iou_distance] = np.inf  # the motion gate holds whatever the appearance
+        pairs, unmatched_rows, unmatched_cols = linear_assignment(cost, max_iou_distance)
+        return _Association(
+            matches=[(tracks[r], int(candidates[c])) for r, c in pairs],
+            unmatched_tracks=[tracks[r] for r in unmatched_rows],
+            unmatched_detections=candidates[unmatched_cols],
+        )
+
+    def _appearance_distance(self, tracks: list[_Track], detections: _Detections, candidates: IndexArray) -> FloatArray:
+        """(tracks, candidates) cosine distances; NaN where the track or the detection has no vector."""
+        distance = np.full((len(tracks), len(candidates)), np.nan)
+        with_vector = detections.has_embedding[candidates]
+        rows = [r for r, t in enumerate(tracks) if t.feature is not None]
+        if not rows or not with_vector.any():
+            return distance
+        features = np.stack([tracks[r].feature for r in rows])  # type: ignore[misc]
+        columns = np.flatnonzero(with_vector)
+        vectors = detections.embeddings[candidates[columns]]
+        distance[np.ix_(np.asarray(rows, np.intp), columns)] = 1.0 - features @ vectors.T
+        return distance
+
+    def _relink(self, detections: _Detections, candidates: IndexArray) -> list[tuple[_Track, int]]:
+        s = self._settings
+        now = self._update_count
+        lost = [
+            t
+            for t in self._tracked + self._lost
+            if t.state is _State.LOST and t.feature is not None and now - t.last_matched_update <= self._relink_window
+        ]
+        if not lost or len(candidates) == 0:
+            return []
+        cost = self._appearance_distance(lost, detections, candidates)
+        pairs, _, _ = linear_assignment(np.nan_to_num(cost, nan=np.inf), s.relink_distance)
+        return [(lost[r], int(candidates[c])) for r, c in pairs]
+
+    def _apply_match(self, track: _Track, detections: _Detections, d: int, measured: bool = True) -> None:
+        s = self._settings
+        score = float(detections.confidences[d])
+        if measured:
+            scale = 1.0
+            if s.use_nsa:
+                scale = float(np.clip((1.0 - score) / max(1.0 - s.high_score, 1e-6), s.nsa_min_scale, 1.0))
+            track.mean, track.covariance = self._kalman.update(
+                track.mean, track.covariance, xyxy_to_cxcyah(detections.boxes[d]), scale
+            )
+        if detections.has_embedding[d] and not detections.touching[d]:
+            self._observe_appearance(track, detections.embeddings[d])
+        track.score = score
+        track.last_matched_update = self._update_count
+        track.state = _State.TRACKED
+        track.confirmed = True
+
+    def _observe_appearance(self, track: _Track, vector: FloatArray) -> None:
+        momentum = self._settings.feature_momentum
+        feature = vector if track.feature is None else momentum * track.feature + (1.0 - momentum) * vector
+        norm = float(np.linalg.norm(feature))
+        if norm > 1e-12:
+            track.feature = feature / norm
+            track.feature_update = self._update_count
+
+    def _start_track(self, detections: _Detections, d: int, confirmed: bool) -> _Track:
+        self._last_track_id += 1
+        mean, covariance = self._kalman.initiate(xyxy_to_cxcyah(detections.boxes[d]))
+        track = _Track(
+            track_id=self._last_track_id,
+            mean=mean,
+            covariance=covariance,
+            score=float(detections.confidences[d]),
+            confirmed=confirmed,
+            state=_State.TRACKED,
+            first_update=self._update_count,
+            last_matched_update=self._update_count,
+        )
+        if detections.has_embedding[d] and not detections.touching[d]:
+            self._observe_appearance(track, detections.embeddings[d])
+        return track
+
+    def _rebuild(self, new_tracks: list[_Track]) -> None:
+        now = self._update_count
+        previous = self._tracked + self._lost
+        tracked = [t for t in previous if t.state is _State.TRACKED] + new_tracks
+        lost = [
+            t
+            for t in previous
+            if t.state is _State.LOST
+            and now - t.last_matched_update
+            <= (max(self._lost_buffer, self._relink_window) if t.feature is not None else self._lost_buffer)
+        ]
+        self._tracked, self._lost = self._without_duplicates(tracked, lost)
+
+    def _without_duplicates(self, tracked: list[_Track], lost: list[_Track]) -> tuple[list[_Track], list[_Track]]:
+        """A lost track sitting on a tracked one (IoU above duplicate_iou) is the same face followed
+        twice: the shorter-followed one goes (ties keep the tracked one)."""
+        recent = [t for t in lost if self._in_motion(t, self._update_count)]
+        if not tracked or not recent:
+            return tracked, lost
+        overlap = iou_matrix(np.stack([t.box_xyxy() for t in tracked]), np.stack([t.box_xyxy() for t in recent]))
+        dropped: set[int] = set()
+        for row, col in zip(*np.nonzero(overlap > self._settings.duplicate_iou), strict=True):
+            old, new = recent[col], tracked[row]
+            if (
+                old.feature is not None
+                and new.feature is not None
+                and 1.0 - float(old.feature @ new.feature) > self._settings.appearance_veto_distance
+            ):
+                continue  # two people in one place (one hidden behind the other), not one face twice
+            if old.last_matched_update - old.first_update > new.last_matched_update - new.first_update:
+                new.state = _State.REMOVED
+                dropped.add(id(new))
+            else:
+                dropped.add(id(old))
+        return [t for t in tracked if id(t) not in dropped], [t for t in lost if id(t) not in dropped]
+
+
+@dataclass(frozen=True)
+class _Association:
+    matches: list[tuple[_Track, int]]
+    unmatched_tracks: list[_Track]
+    unmatched_detections: IndexArray
