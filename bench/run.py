@@ -183,6 +183,17 @@ def scaling(sample: Path, work: Path, lengths: tuple[int, ...], results: dict[st
     results["scaling_fit"] = report.scaling_fit(points)
 
 
+def scaling_only(sample: Path, work: Path, lengths: tuple[int, ...], out: Path) -> int:
+    """Time and memory against episode length, alone: for a quiet moment on a shared machine."""
+    results: dict[str, Any] = {"machine": machine(), "default_stride": SCALING_STRIDE}
+    scaling(sample, work, lengths, results)
+    results["machine_load_at_end"] = round(os.getloadavg()[0], 1)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scaling.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    print(json.dumps(results["scaling_fit"], indent=1))
+    return 0
+
+
 def machine() -> str:
     load = os.getloadavg()[0]
     return f"{os.cpu_count()} cores (shared; load {load:.1f} at start), Python {sys.version.split()[0]}"
@@ -202,12 +213,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--lengths", default=None, help="scaling episode lengths in seconds, comma-separated (default: by mode)"
     )
+    parser.add_argument(
+        "--scaling-only",
+        action="store_true",
+        help="only the scaling runs at the default stride (the 60-minute projection); writes OUT/scaling.json",
+    )
     args = parser.parse_args(argv)
     reps = args.reps or (1 if args.quick else 3)
     lengths = tuple(int(s) for s in args.lengths.split(",")) if args.lengths else None
     work = args.out / "out"
     media = Settings.from_env().cache_dir / "media"
     started = time.monotonic()
+    if args.scaling_only:
+        return scaling_only(ensure_sample(work / "sample", media), work, lengths or FULL_LENGTHS_S, args.out)
     results: dict[str, Any] = {
         "mode": "quick" if args.quick else "full",
         "machine": machine(),
