@@ -18,6 +18,7 @@ from services.common.detections import Detections
 from services.common.errors import InvalidArgument
 from services.common.face_quality import face_quality
 from services.common.warm import WarmValue
+from services.detector.camera_motion import CameraMotionEstimator
 from services.detector.display_crops import display_crop_jpeg
 from services.detector.retinaface import RetinaFaceDetector
 from services.detector.shots import ShotCutDetector
@@ -119,11 +120,11 @@ class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
         probe = probe_video(request.video_uri)
         start, end, stride = _frame_range(request, probe.frame_count)
         batch_size = detector.settings.max_batch
-        batches: queue.Queue[list[tuple[int, np.ndarray, bool]] | BaseException | None] = queue.Queue(PREFETCH_BATCHES)
+        batches: queue.Queue[list[_Decoded] | BaseException | None] = queue.Queue(PREFETCH_BATCHES)
         stop = threading.Event()
         decoder = threading.Thread(
             target=_decode_batches,
-            args=(probe.uri, start, end, stride, batch_size, batches, stop),
+            args=(probe.uri, start, end, stride, batch_size, batches, stop, request.include_camera_motion),
             name="decode",
             daemon=True,
         )
@@ -136,8 +137,8 @@ class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
                 if isinstance(item, BaseException):
                     raise item
                 with self._lock:
-                    results = detector.detect_batch([frame for _, frame, _ in item], request.include_candidates)
-                for (index, frame, cut), detections in zip(item, results, strict=True):
+                    results = detector.detect_batch([frame for _, frame, _, _ in item], request.include_candidates)
+                for (index, frame, cut, motion), detections in zip(item, results, strict=True):
                     yield detector_pb2.DetectVideoResponse(
                         frame=common_pb2.FrameDetections(
                             frame_index=index,
@@ -146,6 +147,7 @@ class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
                                 frame, detections, request.include_crops, request.include_display_crops
                             ),
                             shot_boundary=cut,
+                            camera_motion=[] if motion is None else motion.reshape(-1).tolist(),
                         )
                     )
         finally:
@@ -176,22 +178,34 @@ def _frame_range(request: detector_pb2.DetectVideoRequest, frame_count: int) -> 
     return request.start_frame, end, stride
 
 
+# (frame index, BGR frame, starts a shot, camera motion since the previous processed frame or None)
+_Decoded = tuple[int, np.ndarray, bool, "np.ndarray | None"]
+
+
 def _decode_batches(
     uri: str,
     start: int,
     end: int,
     stride: int,
     batch_size: int,
-    out: queue.Queue[list[tuple[int, np.ndarray, bool]] | BaseException | None],
+    out: queue.Queue[list[_Decoded] | BaseException | None],
     stop: threading.Event,
+    camera_motion: bool = False,
 ) -> None:
     cuts = ShotCutDetector()
-    batch: list[tuple[int, np.ndarray, bool]] = []
+    motion = CameraMotionEstimator() if camera_motion else None
+    batch: list[_Decoded] = []
     try:
         for index, frame in iter_frames(uri, start, end, stride):
             if stop.is_set():
                 return
-            batch.append((index, frame, cuts.is_cut(frame)))
+            cut = cuts.is_cut(frame)
+            affine = None
+            if motion is not None:
+                if cut:
+                    motion.reset()  # no motion across a cut: the tracker starts over anyway
+                affine = motion.estimate(frame)
+            batch.append((index, frame, cut, affine))
             if len(batch) == batch_size:
                 out.put(batch)
                 batch = []

@@ -26,6 +26,7 @@ from services.orchestrator.clients import ServiceClients
 from services.orchestrator.face_table import FaceTable, FaceTableBuilder
 from services.orchestrator.sampler import SamplerSettings, TrackSampler
 from services.orchestrator.segments import Segment, link_tracks, plan_segments
+from services.tracker.registry import tracker_kind
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 EMBED_BATCH = 16
 # Seconds between progress reports: fine enough for a smooth bar, coarse enough to be free.
 PROGRESS_INTERVAL_S = 0.5
+# Added to the quality of a face already embedded for tracking when the identity sampler picks
+# its window's face: that face wins the window, so its vector is reused and nothing is embedded twice.
+ALREADY_EMBEDDED_BONUS = 10.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,8 @@ class StreamResult:
     embed_s: float
     crops_saved: int = 0
     segments: int = 1
+    embedded_for_tracking: int = 0  # faces the tracker asked embeddings for (reused for identities)
+    tracking_embed_s: float = 0.0  # seconds the stream waited for them
 
 
 class _EmbedQueue:
@@ -79,6 +85,13 @@ class _EmbedQueue:
         self._pending: list[bytes] = []
         self.rows: list[int] = []
         self._futures: list[Future[tuple[str, np.ndarray, float]]] = []
+        # Vectors computed synchronously for the tracker, kept for the identity stage.
+        self._lock = threading.Lock()
+        self._known_rows: list[int] = []
+        self._known_vectors: list[np.ndarray] = []
+        self._model_ids: set[str] = set()
+        self.embedded_now = 0
+        self.embed_now_s = 0.0
 
     def add(self, samples: list[tuple[int, bytes]]) -> None:
         for row, crop in samples:
@@ -86,6 +99,21 @@ class _EmbedQueue:
             self._pending.append(crop)
             if len(self._pending) >= EMBED_BATCH:
                 self.flush()
+
+    def embed_now(self, crops: list[bytes]) -> np.ndarray:
+        """Embed crops synchronously (the tracker is waiting for them); (N, d) unit vectors."""
+        model_id, vectors, seconds = self._embed(crops)
+        with self._lock:
+            self._model_ids.add(model_id)
+            self.embedded_now += len(crops)
+            self.embed_now_s += seconds
+        return vectors
+
+    def add_known(self, row: int, vector: np.ndarray) -> None:
+        """A face row whose vector was already computed (for the tracker): reused, not re-embedded."""
+        with self._lock:
+            self._known_rows.append(row)
+            self._known_vectors.append(vector)
 
     def flush(self) -> None:
         if self._pending:
@@ -109,11 +137,14 @@ class _EmbedQueue:
         return response.model_id, vectors, time.monotonic() - started
 
     def results(self) -> tuple[str, np.ndarray, float]:
-        """Wait for every batch; return (model id, (N, d) vectors in submission order, seconds spent)."""
+        """Wait for every batch; return (model id, (N, d) vectors in submission order, seconds spent).
+
+        Rows given with add_known() follow the queued ones (self.rows is extended with them).
+        """
         self.flush()
-        model_ids: set[str] = set()
+        model_ids: set[str] = set(self._model_ids)
         parts: list[np.ndarray] = []
-        spent = 0.0
+        spent = self.embed_now_s
         try:
             for future in self._futures:
                 model_id, vectors, seconds = future.result()
@@ -122,6 +153,9 @@ class _EmbedQueue:
                 spent += seconds
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._known_rows:
+            self.rows.extend(self._known_rows)
+            parts.append(np.stack(self._known_vectors).astype(np.float32))
         if len(model_ids) > 1:
             # Vectors of different models must never be mixed: a rolling upgrade happened mid-run.
             raise FailedPrecondition(f"the embedder changed model during the run ({sorted(model_ids)}); rerun")
@@ -134,12 +168,20 @@ class _EmbedQueue:
 
 
 class _TrackerSession:
-    """One Track stream driven in lock-step: send a frame, read its response."""
+    """One Track stream driven in lock-step: send a frame, read its response; when the tracker asks
+    for embeddings, embed those faces' aligned crops at once and send the frame again with them."""
 
     _END = object()
 
-    def __init__(self, clients: ServiceClients, config: tracker_pb2.TrackerConfig) -> None:
+    def __init__(
+        self,
+        clients: ServiceClients,
+        config: tracker_pb2.TrackerConfig,
+        embed_now: Callable[[list[bytes]], np.ndarray] | None = None,
+    ) -> None:
         self._requests: queue.Queue[object] = queue.Queue()
+        self._embed_now = embed_now
+        config.embeddings_on_request = embed_now is not None
         self._requests.put(tracker_pb2.TrackRequest(config=config))
         self._call = clients.tracker.Track(self._request_iterator())
 
@@ -150,14 +192,28 @@ class _TrackerSession:
                 return
             yield item  # type: ignore[misc]
 
-    def track(self, frame: common_pb2.FrameDetections) -> tracker_pb2.TrackResponse:
+    def track(self, frame: common_pb2.FrameDetections) -> tuple[tracker_pb2.TrackResponse, dict[int, np.ndarray]]:
+        """The tracker's answer for one frame and the vectors computed for it ({face index: vector})."""
         boxes_only = common_pb2.FrameDetections(
             frame_index=frame.frame_index,
             timestamp_s=frame.timestamp_s,
             shot_boundary=frame.shot_boundary,
             faces=[common_pb2.Face(box=f.box, score=f.score, candidate=f.candidate) for f in frame.faces],
+            camera_motion=frame.camera_motion,
         )
-        self._requests.put(tracker_pb2.TrackRequest(frame=boxes_only))
+        response = self._exchange(boxes_only)
+        vectors: dict[int, np.ndarray] = {}
+        if response.embeddings_wanted and self._embed_now is not None:
+            wanted = list(response.embeddings_wanted)
+            embedded = self._embed_now([frame.faces[i].aligned_crop_bgr for i in wanted])
+            for i, vector in zip(wanted, embedded, strict=True):
+                vectors[i] = vector
+                boxes_only.faces[i].embedding.extend(vector.tolist())
+            response = self._exchange(boxes_only)
+        return response, vectors
+
+    def _exchange(self, frame: common_pb2.FrameDetections) -> tracker_pb2.TrackResponse:
+        self._requests.put(tracker_pb2.TrackRequest(frame=frame))
         with translate_rpc_errors("tracker"):
             return next(self._call)
 
@@ -183,7 +239,9 @@ class _SegmentResult:
     frames: list[int] = field(default_factory=list)
     cuts: list[int] = field(default_factory=list)
     faces: list[_Face] = field(default_factory=list)  # overlap-frame faces included (frame < segment.start)
-    samples: list[tuple[int, tuple[bytes, bytes]]] = field(default_factory=list)  # (face index, crops)
+    # (face index, (aligned crop, display crop, embedded for tracking already))
+    samples: list[tuple[int, tuple[bytes, bytes, bool]]] = field(default_factory=list)
+    known: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (face index, vector from tracking)
 
 
 class _Progress:
@@ -207,12 +265,16 @@ def _run_segment(
     segment: Segment,
     stop: threading.Event,
     progress: _Progress,
+    embed_now: Callable[[list[bytes]], np.ndarray],
 ) -> _SegmentResult:
     """Detect and track one segment in its own tracker session; sample faces to embed as it goes."""
     result = _SegmentResult(segment)
-    sampler: TrackSampler[tuple[bytes, bytes]] = TrackSampler(options.fps, options.sampler)
+    sampler: TrackSampler[tuple[bytes, bytes, bool]] = TrackSampler(options.fps, options.sampler)
+    appearance = tracker_kind(options.tracker).uses_appearance
     session = _TrackerSession(
-        clients, tracker_pb2.TrackerConfig(tracker=options.tracker, fps=options.fps, frame_stride=options.stride)
+        clients,
+        tracker_pb2.TrackerConfig(tracker=options.tracker, fps=options.fps, frame_stride=options.stride),
+        embed_now if appearance else None,
     )
     call = detector.DetectVideo(
         detector_pb2.DetectVideoRequest(
@@ -224,6 +286,7 @@ def _run_segment(
             include_candidates=True,
             include_display_crops=options.save_crops,
             score_threshold=options.det_score_threshold,
+            include_camera_motion=appearance,  # only appearance-aware trackers compensate camera motion
         )
     )
     try:
@@ -233,7 +296,8 @@ def _run_segment(
                     raise Cancelled("the job was cancelled")
                 frame = message.frame
                 owned = frame.frame_index >= segment.start  # the overlap frame only links tracks
-                tracked = {t.face_index: t.track_id for t in session.track(frame).tracked}
+                response, vectors = session.track(frame)
+                tracked = {t.face_index: t.track_id for t in response.tracked}
                 if owned:
                     result.frames.append(frame.frame_index)
                     if frame.shot_boundary:
@@ -255,8 +319,12 @@ def _run_segment(
                         )
                     )
                     if track and owned:  # untracked faces (unconfirmed, low score) join no identity
-                        crops = (face.aligned_crop_bgr, face.display_crop_jpeg)
-                        result.samples += sampler.add(track, frame.frame_index, position, face.quality, crops)
+                        known = index in vectors
+                        if known:
+                            result.known.append((position, vectors[index]))
+                        quality = face.quality + (ALREADY_EMBEDDED_BONUS if known else 0.0)
+                        crops = (face.aligned_crop_bgr, face.display_crop_jpeg, known)
+                        result.samples += sampler.add(track, frame.frame_index, position, quality, crops)
         result.samples += sampler.flush()
     except BaseException:
         call.cancel()
@@ -302,9 +370,12 @@ class _Merger:
             )
         self.builder.frames.extend(result.frames)
         self.builder.cut_frames.extend(result.cuts)
-        for position, (aligned, display) in result.samples:
+        for position, vector in result.known:
+            self.embeds.add_known(rows[position], vector)
+        for position, (aligned, display, known) in result.samples:
             row = rows[position]
-            self.embeds.add([(row, aligned)])
+            if not known:
+                self.embeds.add([(row, aligned)])
             if self.crops is not None:
                 self.crops.add(self.builder.track_of(row), self.builder.frame_of(row), display)
         last = result.frames[-1] if result.frames else -1
@@ -342,7 +413,7 @@ def detect_track_embed(
         for attempt in range(attempts):
             detector = detectors[(segment.index + attempt) % len(detectors)]
             try:
-                return _run_segment(detector, clients, options, segment, stop, progress)
+                return _run_segment(detector, clients, options, segment, stop, progress, embeds.embed_now)
             except Unavailable as failure:  # a replica went away: redo the segment on the next one
                 log.warning(
                     "detector replica failed; retrying the segment elsewhere",
@@ -385,4 +456,6 @@ def detect_track_embed(
         embed_s,
         crops_saved,
         len(segments),
+        embeds.embedded_now,
+        embeds.embed_now_s,
     )

@@ -32,7 +32,7 @@ from services.orchestrator.labelling import MatchSettings
 from services.orchestrator.review.service import ReviewService
 from services.orchestrator.sampler import SamplerSettings
 from services.orchestrator.screentime import ScreenTimeSettings
-from services.tracker.registry import DEFAULT_TRACKER, TRACKERS
+from services.tracker.registry import DEFAULT_TRACKER, TRACKERS, settings_record
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +187,7 @@ def run_episode(
     )
     timings["detect_track_embed_s"] = stream.detect_track_s
     timings["embed_calls_s"] = stream.embed_s
+    timings["tracking_embed_wait_s"] = stream.tracking_embed_s
     faces = dataclasses.replace(stream.faces, track_id=backfill_tracks(stream.faces, video.fps, settings.backfill))
 
     tracks = len(faces.track_ids())
@@ -233,11 +234,14 @@ def run_episode(
         "models": models,
         "embedding_model": stream.embedding_model_id,
         "settings": dataclasses.asdict(settings),
+        # The tracker's own thresholds as the session ran them (seconds converted at this fps/stride).
+        "tracker": settings_record(settings.tracker, video.fps, settings.stride),
         "counts": {
             "frames_processed": len(faces.processed_frames),
             "shot_cuts": len(faces.cut_frames),
             "faces": len(faces.faces()),
             "faces_embedded": len(faces.embedding_row),
+            "faces_embedded_for_tracking": stream.embedded_for_tracking,
             "crops_saved": stream.crops_saved,
             "segments": stream.segments,
             "detector_replicas": len(clients.detectors),
