@@ -148,6 +148,27 @@ def make_cutout(photo: np.ndarray, face: FaceAnnotation) -> Cutout:
     return Cutout(image=crop, alpha=alpha.astype(np.float32), face=face.shifted(x0, y0))
 
 
+def make_region_cutout(photo: np.ndarray, box: tuple[float, float, float, float]) -> Cutout:
+    """Cut an object (a hand, a prop) out of a photo: the ellipse inscribed in `box`, feathered.
+
+    The returned cutout's `face` is the box itself with no landmarks, so `place_face` positions and
+    scales the object by its box exactly as it does a face.
+    """
+    x1, y1, x2, y2 = box
+    w, h = x2 - x1, y2 - y1
+    sigma = max(1.0, FEATHER_SIGMA_FACE_WIDTHS * w)
+    h_img, w_img = photo.shape[:2]
+    x0, y0 = max(0, math.floor(x1)), max(0, math.floor(y1))
+    xe, ye = min(w_img, math.ceil(x2)), min(h_img, math.ceil(y2))
+    crop = np.ascontiguousarray(photo[y0:ye, x0:xe])
+    mask = np.zeros(crop.shape[:2], np.float32)
+    # Inset by 1.5 sigma so the feathered edge stays inside the crop.
+    axes = (max(1, round(w / 2 - 1.5 * sigma)), max(1, round(h / 2 - 1.5 * sigma)))
+    cv2.ellipse(mask, (round(x1 + w / 2 - x0), round(y1 + h / 2 - y0)), axes, 0.0, 0.0, 360.0, 1.0, -1)
+    alpha = cv2.GaussianBlur(mask, (0, 0), sigma)
+    return Cutout(image=crop, alpha=alpha.astype(np.float32), face=FaceAnnotation(box, ()).shifted(x0, y0))
+
+
 @dataclass(frozen=True, eq=False)
 class LayerMask:
     """Where a pasted layer landed: its alpha over a region of interest of the frame."""

@@ -1,12 +1,12 @@
-"""Composite a ~30 s multi-person sample episode with exact ground truth, for end-to-end evaluation.
+"""Composite a ~42 s multi-person sample episode with exact ground truth, for end-to-end evaluation.
 
 Why synthetic: no licensed TV episode with per-frame face boxes and identities exists in the
 project's media, but real photos and real face clips do. Faces are annotated once on each clean
 source (RetinaFace on the full-resolution photo, boxes checked by eye; per frame for the clips) and
 carried through the known paste transform, so every box, identity and visibility value is exact.
 
-Episode: 1280x720, 25 fps, 750 frames (30 s), mp4v. Shots, separated by hard cuts (frames are
-0-based, end exclusive):
+Episode: 1280x720, 25 fps, 1050 frames (42 s), mp4v. Shots, separated by hard cuts (frames are
+0-based, end exclusive); shots tagged "occlusion" form the occlusion subset the metrics report on:
 
 ====  ===========  ==========================================================================
 shot  frames       content
@@ -15,9 +15,9 @@ shot  frames       content
                    moving Caminandes sky (no_face.mp4), slow push-in, brightness ramp.
 1     100-225      Real clip: Pexels woman (WolfgangLanger_Pexels.mp4, source 6.4-11.4 s
                    resampled to 25 fps), 2x upscale with a slow zoom.
-2     225-325      Crossing over the no-face part of face_noface.mov: Biden walks left to right
-                   behind, the standing man of t1.jpg walks right to left in front and fully
-                   hides Biden's face for several frames (visible_fraction reaches 0).
+2     225-325      [occlusion, crossing] Crossing over the no-face part of face_noface.mov: Biden
+                   walks left to right behind, the standing man of t1.jpg walks right to left in
+                   front and fully hides Biden's face for several frames (visible_fraction 0).
 3     325-400      No faces: Big Buck Bunny cartoon (a false-positive trap for the detector).
 4     400-475      Small face: Biden at ~30 px face height drifting over the cartoon.
 5     475-525      Real clip: the man of single_face.mp4 (source frames 0-59, 30 -> 25 fps).
@@ -25,6 +25,17 @@ shot  frames       content
                    out through the right frame border (his box is clipped, visibility falls).
 7     650-700      Real clip: Pexels woman again (source 11.6-13.6 s), slow zoom out.
 8     700-750      Three-shot: Obama (obama.jpg), t1.jpg man, Biden over the sky, push-in.
+9     750-850      [occlusion, crossing] Same-scale crossing over a street (bikes.mp4 187-236):
+                   Biden and Obama, both 130 px faces at the same height, walk towards each other,
+                   Obama stops in front of Biden (Biden hidden ~1.3 s), then both walk on. Both
+                   tracks are near-identical boxes when they part: an IoU-only tracker may swap.
+10    850-950      [occlusion, object] A hand holding playing cards (cut from t1.jpg) comes in
+                   from the right and stays over Obama's face (obama2.jpg, hidden ~1.2 s), then a
+                   smaller one covers the lower ~40% of the t1 man's face for ~0.8 s (visible ~0.6,
+                   still required). Over Big Buck Bunny.
+11    950-1050     [occlusion, reentry] Biden stays; the t1 man walks out through the right border,
+                   is gone ~2.2 s (longer than ByteTrack's 1 s lost buffer), and walks back in
+                   (same person id). Over the sky of noface_face.mov.
 ====  ===========  ==========================================================================
 
 Enrolment images (never used in the episode): obama3.jpg for Obama, frame 400 of
@@ -60,6 +71,7 @@ from services.evaluation.compositing import (
     clip_box,
     cover_transform,
     make_cutout,
+    make_region_cutout,
     paste,
     place_face,
     render_full,
@@ -102,6 +114,10 @@ PHOTO_FACES: dict[str, FaceAnnotation] = {
         (903.9, 61.2, 1009.4, 205.0), (916.4, 117.1), (946.3, 114.9), (920.2, 146.1), (938.4, 169.4), (961.4, 166.8)
     ),
 }
+
+
+# The left woman's hand holding playing cards in t1.jpg (below her chin; no face inside the ellipse).
+HAND_WITH_CARDS = ("t1.jpg", (122.0, 380.0, 268.0, 515.0))
 
 
 @dataclass(frozen=True)
@@ -147,19 +163,37 @@ class Actor:
 
     def at(self, t: float) -> tuple[float, float, float]:
         """Face centre and height at time t, smoothstep-eased between keyframes (no jerks)."""
-        keys = self.keys
-        if t <= keys[0][0]:
-            return keys[0][1:]
-        for k0, k1 in zip(keys, keys[1:], strict=False):
-            if t <= k1[0]:
-                u = (t - k0[0]) / (k1[0] - k0[0])
-                u = u * u * (3 - 2 * u)
-                return (
-                    k0[1] + u * (k1[1] - k0[1]),
-                    k0[2] + u * (k1[2] - k0[2]),
-                    k0[3] + u * (k1[3] - k0[3]),
-                )
-        return keys[-1][1:]
+        return _keyframe_at(self.keys, t)
+
+
+@dataclass(frozen=True)
+class Prop:
+    """An object cut from a photo region (the ellipse inscribed in `region`), drawn in front of every
+    actor; keyframes as for an Actor, of the region's centre and height."""
+
+    name: str
+    photo: str
+    region: tuple[float, float, float, float]
+    keys: tuple[tuple[float, float, float, float], ...]
+
+    def at(self, t: float) -> tuple[float, float, float]:
+        return _keyframe_at(self.keys, t)
+
+
+def _keyframe_at(keys: tuple[tuple[float, float, float, float], ...], t: float) -> tuple[float, float, float]:
+    """Centre and height at time t, smoothstep-eased between keyframes (speed 0 at every keyframe)."""
+    if t <= keys[0][0]:
+        return keys[0][1:]
+    for k0, k1 in zip(keys, keys[1:], strict=False):
+        if t <= k1[0]:
+            u = (t - k0[0]) / (k1[0] - k0[0])
+            u = u * u * (3 - 2 * u)
+            return (
+                k0[1] + u * (k1[1] - k0[1]),
+                k0[2] + u * (k1[2] - k0[2]),
+                k0[3] + u * (k1[3] - k0[3]),
+            )
+    return keys[-1][1:]
 
 
 @dataclass(frozen=True)
@@ -173,6 +207,8 @@ class PhotoShot:
     bg_speed: float  # background seconds per episode second
     zoom: tuple[float, float]  # background zoom at start and end (>= 1)
     actors: tuple[Actor, ...] = ()
+    props: tuple[Prop, ...] = ()  # drawn in front of the actors, in this order
+    tags: tuple[str, ...] = ()  # scene tags written to ground_truth.json (metrics subsets)
 
 
 @dataclass(frozen=True)
@@ -185,6 +221,7 @@ class ClipShot:
     person_id: str
     start_s: float
     zoom: tuple[float, float]
+    tags: tuple[str, ...] = ()
 
 
 Shot = PhotoShot | ClipShot
@@ -214,13 +251,14 @@ SHOTS: tuple[Shot, ...] = (
         100,
         "Crossing: t1 man passes in front of Biden and hides his face",
         "face_noface.mov",
-        72,
+        73,  # frame 72 is a black transition frame: starting on it made an unannotated cut
         0.9,
         (1.02, 1.02),
         (
             Actor("biden", "biden.jpg", ((0, 170, 330, 120), (1, 1110, 310, 120)), (0.97, 1.03)),
             Actor("t1_standing_man", "t1.jpg", ((0, 1110, 300, 140), (1, 170, 320, 140)), (1.03, 0.97)),
         ),
+        tags=("occlusion", "crossing"),
     ),
     PhotoShot(75, "No faces: Big Buck Bunny cartoon", "bigbuckbunny.mp4", 0, 1.0, (1.0, 1.05)),
     PhotoShot(
@@ -272,6 +310,77 @@ SHOTS: tuple[Shot, ...] = (
             Actor("t1_standing_man", "t1.jpg", ((0, 640, 260, 130), (1, 640, 255, 136)), (1.02, 1.0)),
             Actor("biden", "biden.jpg", ((0, 980, 280, 140), (1, 970, 275, 146)), (0.98, 1.02)),
         ),
+    ),
+    # ---- occlusion scenes (tag "occlusion"): what breaks a tracker that only looks at boxes ----
+    PhotoShot(
+        100,
+        "Same-scale crossing: Obama stops in front of Biden, then both walk on",
+        "bikes.mp4",
+        187,
+        0.5,
+        (1.0, 1.03),
+        (
+            Actor(
+                "biden",
+                "biden.jpg",
+                ((0, 250, 330, 130), (0.42, 615, 334, 130), (0.62, 655, 334, 130), (1, 1030, 326, 130)),
+            ),
+            Actor(
+                "obama",
+                "obama.jpg",
+                ((0, 1030, 336, 130), (0.42, 665, 332, 130), (0.62, 625, 332, 130), (1, 250, 338, 130)),
+            ),
+        ),
+        tags=("occlusion", "crossing"),
+    ),
+    PhotoShot(
+        100,
+        "Hand over faces: a hand with cards covers Obama's face, then the lower half of the t1 man's",
+        "bigbuckbunny.mp4",
+        0,
+        1.0,
+        (1.0, 1.05),
+        (
+            Actor("t1_standing_man", "t1.jpg", ((0, 380, 330, 150), (1, 395, 326, 152))),
+            Actor("obama", "obama2.jpg", ((0, 880, 320, 170), (1, 870, 324, 172)), (1.0, 0.96)),
+        ),
+        (
+            Prop(
+                "hand",
+                *HAND_WITH_CARDS,
+                ((0, 1500, 420, 330), (0.2, 890, 330, 330), (0.42, 870, 335, 330), (0.58, 880, 950, 330)),
+            ),
+            Prop(
+                "hand",
+                *HAND_WITH_CARDS,
+                ((0.5, 380, 940, 200), (0.68, 388, 415, 200), (0.86, 392, 415, 200), (1, 385, 950, 200)),
+            ),
+        ),
+        tags=("occlusion", "object"),
+    ),
+    PhotoShot(
+        100,
+        "Leave and re-enter: the t1 man walks out to the right, is gone ~2 s, walks back in; Biden stays",
+        "noface_face.mov",
+        0,
+        0.7,
+        (1.03, 1.0),
+        (
+            Actor("biden", "biden.jpg", ((0, 380, 320, 140), (1, 400, 316, 144))),
+            Actor(
+                "t1_standing_man",
+                "t1.jpg",
+                (
+                    (0, 880, 320, 140),
+                    (0.08, 895, 320, 140),
+                    (0.32, 1470, 330, 140),
+                    (0.7, 1470, 330, 140),
+                    (0.95, 925, 322, 140),
+                    (1, 920, 322, 140),
+                ),
+            ),
+        ),
+        tags=("occlusion", "reentry"),
     ),
 )
 
@@ -335,6 +444,7 @@ def _render_photo_shot(
     first: int,
     media: Path,
     cutouts: dict[str, Cutout],
+    prop_cutouts: dict[tuple[str, tuple[float, float, float, float]], Cutout],
     rng: np.random.Generator,
     build: EpisodeBuild,
     emit: Callable[[int, np.ndarray], None],
@@ -354,8 +464,17 @@ def _render_photo_shot(
                 transform = place_face(cutout.face, (cx + dx, cy + dy), height)
                 mask = paste(frame, cutout, transform, _lerp(gain, t))
                 placed.append((actor.person_id, transform.apply_face(cutout.face), mask))
+            in_front: list[LayerMask] = []
+            for prop in shot.props:
+                if not prop.keys[0][0] <= t <= prop.keys[-1][0]:
+                    continue  # not in the shot yet, or gone
+                cutout = prop_cutouts[(prop.photo, prop.region)]
+                cx, cy, height = prop.at(t)
+                mask = paste(frame, cutout, place_face(cutout.face, (cx + dx, cy + dy), height))
+                if mask is not None:
+                    in_front.append(mask)
             for i, (person_id, face, _) in enumerate(placed):
-                above = [m for _, _, m in placed[i + 1 :] if m is not None]
+                above = [m for _, _, m in placed[i + 1 :] if m is not None] + in_front
                 _record(build, first + k, person_id, face, visible_fraction(face.box, above, WIDTH, HEIGHT))
             emit(first + k, np.clip(frame, 0, 255).astype(np.uint8))
 
@@ -453,6 +572,12 @@ def build_episode(media: Path, out: Path, seed: int = 0, model_path: Path = DEFA
         if photo is None:
             raise FileNotFoundError(f"cannot read photo {media / name}")
         cutouts[name] = make_cutout(photo, face)
+    prop_cutouts = {}
+    for prop in (p for shot in SHOTS if isinstance(shot, PhotoShot) for p in shot.props):
+        photo = cv2.imread(str(media / prop.photo))
+        if photo is None:
+            raise FileNotFoundError(f"cannot read photo {media / prop.photo}")
+        prop_cutouts[(prop.photo, prop.region)] = make_region_cutout(photo, prop.region)
     annotate = make_clip_annotator(model_path)
     build = EpisodeBuild()
     starts = np.cumsum([0] + [s.frames for s in SHOTS]).tolist()
@@ -470,11 +595,16 @@ def build_episode(media: Path, out: Path, seed: int = 0, model_path: Path = DEFA
     try:
         for start, shot in zip(starts, SHOTS, strict=False):
             if isinstance(shot, PhotoShot):
-                _render_photo_shot(shot, start, media, cutouts, rng, build, emit)
+                _render_photo_shot(shot, start, media, cutouts, prop_cutouts, rng, build, emit)
             else:
                 _render_clip_shot(shot, start, media, annotate, rng, build, emit)
             build.shots.append(
-                {"start_frame": start, "end_frame": start + shot.frames, "description": shot.description}
+                {
+                    "start_frame": start,
+                    "end_frame": start + shot.frames,
+                    "description": shot.description,
+                    "tags": list(shot.tags),
+                }
             )
     finally:
         writer.release()
