@@ -13,6 +13,10 @@ Rules, chosen so the numbers mean what a viewer would expect:
   track across a hard cut; re-identification across shots is scored by the identity metrics.
 - An identity belongs to the person who owns the majority of its matched faces; a person's
   predicted screen time is the sum over the identities that belong to them.
+- Scene subsets: every tag on a GT shot (ground_truth.json shots[].tags, e.g. "occlusion") gets the
+  detection and tracking metrics again over the frames of the shots carrying it, with an accumulator
+  of its own (so an ID switch is charged to the subset where it happens).
+- A track spans a cut when its first and last frames lie in different GT shots; it must never happen.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ class GroundTruth:
     names: dict[str, str]  # person_id -> name
     enrolled: frozenset[str]
     faces: dict[int, list[GtFace]]  # 0-based frame -> faces
+    shot_starts: tuple[int, ...] = (0,)  # first frame of every shot, ascending
+    tag_frames: dict[str, frozenset[int]] = field(default_factory=dict)  # scene tag -> frames of its shots
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,22 @@ class RunOutput:
     identity_of_track: dict[int, str]
     labels: dict[str, str | None]  # identity_id -> label
     seconds: dict[str, float]  # identity_id -> predicted screen time
+
+
+@dataclass
+class TrackingScores:
+    """Detection and tracking metrics over a set of frames (the episode, or a tagged scene subset)."""
+
+    frames_evaluated: int
+    gt_faces_required: int
+    true_positives: int
+    false_positives: int
+    recall: float | None
+    precision: float | None
+    idf1: float | None
+    mota: float | None
+    id_switches: int
+    fragmentations: int
 
 
 @dataclass
@@ -104,6 +126,9 @@ class EvalReport:
     mean_abs_screentime_rel_error: float | None
     unenrolled_labelled_seconds: float  # screen time of people without enrolment that got a name
     persons: list[PersonReport] = field(default_factory=list)
+    tracks_spanning_cut: int = 0  # output tracks whose frames straddle a GT shot boundary (must be 0)
+    cut_spanning_track_ids: list[int] = field(default_factory=list)
+    subsets: dict[str, TrackingScores] = field(default_factory=dict)  # scene tag -> the metrics on its frames
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,6 +147,8 @@ class EvalReport:
             f"recall / precision    {f(self.recall)} / {f(self.precision)}",
             f"IDF1 / MOTA           {f(self.idf1)} / {f(self.mota)}",
             f"ID switches / frags   {self.id_switches} / {self.fragmentations}",
+            f"tracks spanning a cut {self.tracks_spanning_cut}"
+            + (f" (tracks {', '.join(map(str, self.cut_spanning_track_ids))})" if self.cut_spanning_track_ids else ""),
             f"identities            {self.predicted_identity_count} predicted for {self.true_person_count} people",
             f"BCubed P / R / F      {f(self.bcubed_precision)} / {f(self.bcubed_recall)} / {f(self.bcubed_f)}",
             f"screen time |rel err| {f(self.mean_abs_screentime_rel_error)} (mean over people)",
@@ -135,12 +162,28 @@ class EvalReport:
                 f"{f(p.screentime_rel_error):>8s} {f(p.label_coverage):>9s} {f(p.wrong_label_seconds, 2):>7s}  "
                 f"{','.join(p.identities) or '-'}"
             )
+        if self.subsets:
+            lines += [
+                "",
+                f"{'scenes':20s} {'frames':>6s} {'GT req':>6s} {'recall':>6s} {'prec':>6s} {'IDF1':>6s} "
+                f"{'MOTA':>6s} {'IDsw':>5s} {'frags':>5s}",
+            ]
+            for tag, sub in sorted(self.subsets.items()):
+                lines.append(
+                    f"{tag:20s} {sub.frames_evaluated:6d} {sub.gt_faces_required:6d} {f(sub.recall):>6s} "
+                    f"{f(sub.precision):>6s} {f(sub.idf1):>6s} {f(sub.mota):>6s} {sub.id_switches:5d} "
+                    f"{sub.fragmentations:5d}"
+                )
         return "\n".join(lines)
 
 
 def load_ground_truth(path: Path) -> GroundTruth:
     data = json.loads(path.read_text())
     shot_starts = sorted(int(s["start_frame"]) for s in data.get("shots", [])) or [0]
+    tag_frames: dict[str, set[int]] = defaultdict(set)
+    for shot in data.get("shots", []):
+        for tag in shot.get("tags", []):
+            tag_frames[str(tag)].update(range(int(shot["start_frame"]), int(shot["end_frame"])))
     people = data["people"]
     person_index = {p["person_id"]: i for i, p in enumerate(people)}
     faces: dict[int, list[GtFace]] = defaultdict(list)
@@ -156,6 +199,8 @@ def load_ground_truth(path: Path) -> GroundTruth:
         names={p["person_id"]: p.get("name", p["person_id"]) for p in people},
         enrolled=frozenset(p["person_id"] for p in people if p.get("enrol_images")),
         faces=dict(faces),
+        shot_starts=tuple(shot_starts),
+        tag_frames={tag: frozenset(frames) for tag, frames in tag_frames.items()},
     )
 
 
@@ -234,15 +279,84 @@ def _bcubed(pairs: list[tuple[str, str]]) -> tuple[float | None, float | None, f
     return precision, recall, 2 * precision * recall / (precision + recall)
 
 
+class _Tally:
+    """Counts and a motmetrics accumulator over the frames fed to it."""
+
+    def __init__(self) -> None:
+        import motmetrics as mm  # heavy import (pandas), only when scoring
+
+        self.accumulator = mm.MOTAccumulator(auto_id=False)
+        self.frames = self.required = self.ignored = self.detections = 0
+        self.tp = self.fp = self.ignored_dets = 0
+
+    def add(
+        self,
+        frame: int,
+        gt_tracks: list[int],
+        hyp_tracks: list[int],
+        distances: np.ndarray,
+        counts: tuple[int, int, int, int, int, int],
+    ) -> None:
+        required, ignored, detections, tp, fp, ignored_dets = counts
+        self.frames += 1
+        self.required += required
+        self.ignored += ignored
+        self.detections += detections
+        self.tp += tp
+        self.fp += fp
+        self.ignored_dets += ignored_dets
+        self.accumulator.update(gt_tracks, hyp_tracks, distances, frameid=frame)
+
+    def scores(self) -> TrackingScores:
+        import motmetrics as mm
+
+        if self.frames == 0:  # a subset the stride skipped entirely
+            return TrackingScores(0, 0, 0, 0, None, None, None, None, 0, 0)
+        summary = mm.metrics.create().compute(
+            self.accumulator, metrics=["idf1", "num_switches", "num_fragmentations", "mota"], name="run"
+        )
+
+        def metric(name: str) -> float | None:
+            value = float(summary[name].iloc[0])
+            return None if math.isnan(value) else value
+
+        return TrackingScores(
+            frames_evaluated=self.frames,
+            gt_faces_required=self.required,
+            true_positives=self.tp,
+            false_positives=self.fp,
+            recall=_ratio(self.tp, self.required),
+            precision=_ratio(self.tp, self.tp + self.fp),
+            idf1=metric("idf1"),
+            mota=metric("mota"),
+            id_switches=int(summary["num_switches"].iloc[0]),
+            fragmentations=int(summary["num_fragmentations"].iloc[0]),
+        )
+
+
+def tracks_spanning_cuts(boxes: dict[int, list[RunBox]], shot_starts: tuple[int, ...]) -> list[int]:
+    """Ids of the tracks whose first and last frames lie in different shots."""
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for frame, frame_boxes in boxes.items():
+        for box in frame_boxes:
+            first[box.track_id] = min(first.get(box.track_id, frame), frame)
+            last[box.track_id] = max(last.get(box.track_id, frame), frame)
+    starts = np.asarray(shot_starts)
+    return sorted(
+        t
+        for t in first
+        if np.searchsorted(starts, first[t], side="right") != np.searchsorted(starts, last[t], side="right")
+    )
+
+
 def evaluate(run_dir: Path, ground_truth_path: Path) -> EvalReport:
     """Score the run in run_dir against ground_truth.json (see the module docstring for the rules)."""
-    import motmetrics as mm  # heavy import (pandas), only when scoring
-
     gt = load_ground_truth(ground_truth_path)
     run = load_run(run_dir)
-    accumulator = mm.MOTAccumulator(auto_id=False)
     frames = range(0, gt.frame_count, run.stride)
-    required_total = ignored_total = detections_total = tp = fp = ignored_dets = 0
+    whole = _Tally()
+    subsets = {tag: _Tally() for tag in sorted(gt.tag_frames)}
     matched: list[tuple[str, int]] = []  # (person_id, track_id) of every true positive
     person_frames: Counter[str] = Counter()
     for frame in frames:
@@ -250,9 +364,6 @@ def evaluate(run_dir: Path, ground_truth_path: Path) -> EvalReport:
         required = [g for g in faces if g.visible_fraction >= REQUIRED_VISIBLE_FRACTION]
         optional = [g for g in faces if g.visible_fraction < REQUIRED_VISIBLE_FRACTION]
         dets = run.boxes.get(frame, [])
-        required_total += len(required)
-        ignored_total += len(optional)
-        detections_total += len(dets)
         person_frames.update(g.person_id for g in required)
         iou_req = iou_matrix([g.box for g in required], [d.box for d in dets])
         pairs = _match(iou_req)
@@ -261,20 +372,22 @@ def evaluate(run_dir: Path, ground_truth_path: Path) -> EvalReport:
         iou_opt = iou_matrix([g.box for g in optional], [dets[c].box for c in rest])
         dropped = {rest[c] for _, c in _match(iou_opt)}
         kept = [c for c in range(len(dets)) if c not in dropped]
-        tp += len(pairs)
-        ignored_dets += len(dropped)
-        fp += len(kept) - len(pairs)
         matched.extend((required[r].person_id, dets[c].track_id) for r, c in pairs)
         distances = 1.0 - iou_req[:, kept] if kept else np.empty((len(required), 0))
         distances = np.where(distances <= 1.0 - MATCH_IOU, distances, np.nan)
-        accumulator.update([g.track for g in required], [dets[c].track_id for c in kept], distances, frameid=frame)
-    summary = mm.metrics.create().compute(
-        accumulator, metrics=["idf1", "num_switches", "num_fragmentations", "mota"], name="run"
-    )
-
-    def metric(name: str) -> float | None:
-        value = float(summary[name].iloc[0])
-        return None if math.isnan(value) else value
+        update = (
+            frame,
+            [g.track for g in required],
+            [dets[c].track_id for c in kept],
+            distances,
+            (len(required), len(optional), len(dets), len(pairs), len(kept) - len(pairs), len(dropped)),
+        )
+        whole.add(*update)
+        for tag, tally in subsets.items():
+            if frame in gt.tag_frames[tag]:
+                tally.add(*update)
+    scores = whole.scores()
+    spanning = tracks_spanning_cuts(run.boxes, gt.shot_starts)
 
     def identity(track_id: int) -> str:
         return run.identity_of_track.get(track_id, f"track:{track_id}")
@@ -290,18 +403,18 @@ def evaluate(run_dir: Path, ground_truth_path: Path) -> EvalReport:
     return EvalReport(
         frames_evaluated=len(frames),
         stride=run.stride,
-        gt_faces_required=required_total,
-        gt_faces_ignored=ignored_total,
-        detections=detections_total,
-        true_positives=tp,
-        false_positives=fp,
-        ignored_detections=ignored_dets,
-        recall=_ratio(tp, required_total),
-        precision=_ratio(tp, tp + fp),
-        idf1=metric("idf1"),
-        id_switches=int(summary["num_switches"].iloc[0]),
-        fragmentations=int(summary["num_fragmentations"].iloc[0]),
-        mota=metric("mota"),
+        gt_faces_required=whole.required,
+        gt_faces_ignored=whole.ignored,
+        detections=whole.detections,
+        true_positives=whole.tp,
+        false_positives=whole.fp,
+        ignored_detections=whole.ignored_dets,
+        recall=scores.recall,
+        precision=scores.precision,
+        idf1=scores.idf1,
+        id_switches=scores.id_switches,
+        fragmentations=scores.fragmentations,
+        mota=scores.mota,
         true_person_count=len(person_frames),
         predicted_identity_count=len(run.labels),
         bcubed_precision=bp,
@@ -310,6 +423,9 @@ def evaluate(run_dir: Path, ground_truth_path: Path) -> EvalReport:
         mean_abs_screentime_rel_error=float(np.mean(errors)) if errors else None,
         unenrolled_labelled_seconds=round(unenrolled, 6),
         persons=persons,
+        tracks_spanning_cut=len(spanning),
+        cut_spanning_track_ids=spanning,
+        subsets={tag: tally.scores() for tag, tally in subsets.items()},
     )
 
 

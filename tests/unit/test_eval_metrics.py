@@ -20,7 +20,13 @@ BOX_B: Box = (100.0, 10.0, 140.0, 60.0)
 FAR_BOX: Box = (300.0, 300.0, 340.0, 350.0)
 
 
-def _write_gt(path: Path, faces: list[dict[str, Any]], shots: list[tuple[int, int]] | None = None) -> Path:
+def _write_gt(
+    path: Path,
+    faces: list[dict[str, Any]],
+    shots: list[tuple[int, int]] | None = None,
+    tags: dict[int, list[str]] | None = None,
+) -> Path:
+    """tags: shot index -> scene tags of that shot."""
     truth = {
         "version": 1,
         "fps": FPS,
@@ -31,7 +37,10 @@ def _write_gt(path: Path, faces: list[dict[str, Any]], shots: list[tuple[int, in
             {"person_id": "alice", "name": "Alice Smith", "enrol_images": ["enrol/alice/a.jpg"]},
             {"person_id": "bob", "name": "Bob", "enrol_images": []},
         ],
-        "shots": [{"start_frame": s, "end_frame": e, "description": ""} for s, e in (shots or [(0, FRAMES)])],
+        "shots": [
+            {"start_frame": s, "end_frame": e, "description": "", "tags": (tags or {}).get(i, [])}
+            for i, (s, e) in enumerate(shots or [(0, FRAMES)])
+        ],
         "faces": faces,
         "screentime": {},
     }
@@ -208,6 +217,84 @@ def test_tracks_are_not_expected_to_survive_a_cut(tmp_path: Path) -> None:
     rows = [(f, 1 if f < 5 else 2, BOX_A) for f in range(FRAMES)]
     report = evaluate(_write_run(tmp_path / "run", rows, [("i1", None, [1, 2])]), gt)
     assert report.id_switches == 0 and report.idf1 == pytest.approx(1.0)
+    assert report.tracks_spanning_cut == 0 and report.cut_spanning_track_ids == []
+
+
+def test_a_track_carried_across_a_cut_is_counted(tmp_path: Path) -> None:
+    faces = [_face(f, "alice", BOX_A) for f in range(FRAMES)] + [_face(f, "bob", BOX_B) for f in range(FRAMES)]
+    gt = _write_gt(tmp_path / "gt.json", faces, shots=[(0, 4), (4, 7), (7, FRAMES)])
+    # Track 1 runs through both cuts; bob's track 2 ends on the last frame of shot 0 and track 3 starts
+    # on the first frame of shot 1 (touching the boundary from each side is not spanning it).
+    rows = [(f, 1, BOX_A) for f in range(FRAMES)] + [(f, 2, BOX_B) for f in range(4)]
+    rows += [(f, 3, BOX_B) for f in range(4, 7)] + [(f, 4, BOX_B) for f in range(7, FRAMES)]
+    report = evaluate(_write_run(tmp_path / "run", rows, [("i1", None, [1]), ("i2", None, [2, 3, 4])]), gt)
+    assert report.tracks_spanning_cut == 1 and report.cut_spanning_track_ids == [1]
+    # A track seen only on strided frames still spans the cut between them.
+    strided = [r for r in rows if r[0] % 3 == 0]
+    report = evaluate(
+        _write_run(tmp_path / "run3", strided, [("i1", None, [1]), ("i2", None, [2, 3, 4])], stride=3), gt
+    )
+    assert report.cut_spanning_track_ids == [1]
+
+
+def test_fragmentations_count_interruptions_of_a_matched_track(tmp_path: Path, two_people_gt: Path) -> None:
+    # Alice: lost on frames 2 and 5-6, same id afterwards: 2 fragmentations, no switch. Bob: lost on
+    # frame 4 and back under a new id: 1 fragmentation and 1 switch.
+    rows: list[Row] = [(f, 1, BOX_A) for f in range(FRAMES) if f not in (2, 5, 6)]
+    rows += [(f, 2 if f < 4 else 7, BOX_B) for f in range(FRAMES) if f != 4]
+    report = evaluate(_write_run(tmp_path / "run", rows, [("i1", None, [1]), ("i2", None, [2, 7])]), two_people_gt)
+    assert report.fragmentations == 3
+    assert report.id_switches == 1
+    assert report.recall == pytest.approx(16 / 20)
+
+
+def test_swapped_ids_at_a_crossing_are_two_switches(tmp_path: Path) -> None:
+    # Alice walks right, Bob left; after frame 5 the tracker gives each one the other's id.
+    def box(x: float) -> Box:
+        return (x, 10.0, x + 40.0, 60.0)
+
+    xs = [10.0 + 20 * f for f in range(FRAMES)]
+    faces = [_face(f, "alice", box(xs[f])) for f in range(FRAMES)]
+    faces += [_face(f, "bob", box(xs[FRAMES - 1 - f])) for f in range(FRAMES)]
+    gt = _write_gt(tmp_path / "gt.json", faces)
+    rows: list[Row] = []
+    for f in range(FRAMES):
+        swapped = f >= 5
+        rows += [(f, 2 if swapped else 1, box(xs[f])), (f, 1 if swapped else 2, box(xs[FRAMES - 1 - f]))]
+    report = evaluate(_write_run(tmp_path / "run", rows, [("i1", None, [1]), ("i2", None, [2])]), gt)
+    assert report.id_switches == 2 and report.fragmentations == 0
+    assert report.idf1 == pytest.approx(0.5)
+    assert report.recall == 1.0 and report.mota == pytest.approx(1 - 2 / 20)
+
+
+def test_tagged_scenes_get_their_own_metrics(tmp_path: Path) -> None:
+    faces = [_face(f, "alice", BOX_A) for f in range(FRAMES)] + [_face(f, "bob", BOX_B) for f in range(FRAMES)]
+    # Shot 0 (frames 0-5) is an occlusion scene, shot 1 (6-9) is not; shot 1 also carries "calm".
+    gt = _write_gt(tmp_path / "gt.json", faces, shots=[(0, 6), (6, FRAMES)], tags={0: ["occlusion"], 1: ["calm"]})
+    # In shot 0 Alice switches id at frame 3 and Bob is missed on frame 1; shot 1 is perfect.
+    rows: list[Row] = [(f, 1 if f < 3 else 3, BOX_A) for f in range(6)] + [(f, 2, BOX_B) for f in range(6) if f != 1]
+    rows += [(f, 4, BOX_A) for f in range(6, FRAMES)] + [(f, 5, BOX_B) for f in range(6, FRAMES)]
+    identities = [("i1", None, [1, 3, 4]), ("i2", None, [2, 5])]
+    report = evaluate(_write_run(tmp_path / "run", rows, identities), gt)
+    assert set(report.subsets) == {"occlusion", "calm"}
+    occlusion, calm = report.subsets["occlusion"], report.subsets["calm"]
+    assert (occlusion.frames_evaluated, occlusion.gt_faces_required) == (6, 12)
+    assert occlusion.id_switches == 1 and occlusion.fragmentations == 1
+    assert occlusion.recall == pytest.approx(11 / 12) and occlusion.idf1 is not None and occlusion.idf1 < 1.0
+    assert (calm.frames_evaluated, calm.id_switches, calm.fragmentations) == (4, 0, 0)
+    assert calm.recall == 1.0 and calm.idf1 == pytest.approx(1.0)
+    # The whole episode counts the same events once.
+    assert (report.id_switches, report.fragmentations, report.true_positives) == (1, 1, 19)
+    assert report.tracks_spanning_cut == 0
+
+
+def test_subsets_follow_the_stride(tmp_path: Path) -> None:
+    faces = [_face(f, "alice", BOX_A) for f in range(FRAMES)]
+    gt = _write_gt(tmp_path / "gt.json", faces, shots=[(0, 5), (5, FRAMES)], tags={1: ["occlusion"]})
+    rows: list[Row] = [(f, 1 if f < 5 else 2, BOX_A) for f in range(0, FRAMES, 2)]
+    report = evaluate(_write_run(tmp_path / "run", rows, [("i1", None, [1, 2])], stride=2), gt)
+    assert report.subsets["occlusion"].frames_evaluated == 2  # frames 6 and 8
+    assert report.subsets["occlusion"].recall == 1.0
 
 
 def test_missing_run_file_is_reported(tmp_path: Path, two_people_gt: Path) -> None:
@@ -223,4 +310,21 @@ def test_cli_prints_table_and_json(tmp_path: Path, two_people_gt: Path, capsys: 
     assert main([str(run), str(two_people_gt), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["recall"] == 1.0 and len(data["persons"]) == 2
+    assert data["tracks_spanning_cut"] == 0 and data["subsets"] == {}
+
+
+def test_table_and_json_show_scene_subsets(
+    tmp_path: Path, two_people_gt: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    faces = [_face(f, "alice", BOX_A) for f in range(FRAMES)]
+    gt = _write_gt(tmp_path / "tagged.json", faces, shots=[(0, 5), (5, FRAMES)], tags={1: ["occlusion"]})
+    run = _write_run(tmp_path / "run", [(f, 1, BOX_A) for f in range(FRAMES)], [("i1", None, [1])])
+    assert main([str(run), str(gt)]) == 0
+    table = capsys.readouterr().out
+    assert "tracks spanning a cut 1 (tracks 1)" in table
+    occlusion_line = next(line for line in table.splitlines() if line.startswith("occlusion"))
+    assert occlusion_line.split()[1:3] == ["5", "5"]  # frames, required faces
+    assert main([str(run), str(gt), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["subsets"]["occlusion"]["recall"] == 1.0 and data["cut_spanning_track_ids"] == [1]
     assert isinstance(evaluate(run, two_people_gt), EvalReport)
