@@ -69,5 +69,22 @@ class CropSaver:
             upload_artifact(self._clients, self._ep_id, self._run_id, crop_prefix(track_id) + INDEX, body)
         return len(self._futures)
 
+    def reindex(self, new_track: dict[tuple[int, int], int]) -> int:
+        """After tracks were split or merged ((old track, frame) -> new track), rewrite the indexes
+        that changed; crops stay where they were uploaded (index keys may point into any track's
+        folder). A track that no longer exists keeps an empty index. Returns indexes rewritten."""
+        regrouped: dict[int, list[dict[str, object]]] = {}
+        for track_id, items in self.index.items():
+            for item in items:
+                target = new_track.get((track_id, int(item["frame_idx"])), track_id)  # type: ignore[call-overload]
+                regrouped.setdefault(target, []).append(item)
+        changed = {t for t in regrouped.keys() | self.index.keys() if regrouped.get(t) != self.index.get(t)}
+        for track_id in sorted(changed):
+            items = sorted(regrouped.get(track_id, []), key=lambda i: str(i["key"]))
+            body = json.dumps({"track_id": track_id, "items": items}).encode()
+            upload_artifact(self._clients, self._ep_id, self._run_id, crop_prefix(track_id) + INDEX, body)
+        self.index = regrouped
+        return len(changed)
+
     def abandon(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -72,6 +72,7 @@ class StreamResult:
     segments: int = 1
     embedded_for_tracking: int = 0  # faces the tracker asked embeddings for (reused for identities)
     tracking_embed_s: float = 0.0  # seconds the stream waited for them
+    crops: CropSaver | None = None  # finished; reindex() after tracks are split or merged
 
 
 class _EmbedQueue:
@@ -458,4 +459,5 @@ def detect_track_embed(
         len(segments),
         embeds.embedded_now,
         embeds.embed_now_s,
+        crops,
     )

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from faceflow.v1 import (
     detector_pb2,
     embedder_pb2,
@@ -32,6 +33,7 @@ from services.orchestrator.labelling import MatchSettings
 from services.orchestrator.review.service import ReviewService
 from services.orchestrator.sampler import SamplerSettings
 from services.orchestrator.screentime import ScreenTimeSettings
+from services.orchestrator.track_refine import TrackRefineSettings, refine_tracks
 from services.tracker.registry import DEFAULT_TRACKER, TRACKERS, settings_record
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,7 @@ class RunSettings:
     screen_time: ScreenTimeSettings = field(default_factory=ScreenTimeSettings)
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
     backfill: BackfillSettings = field(default_factory=BackfillSettings)
+    track_refine: TrackRefineSettings = field(default_factory=TrackRefineSettings)
     save_crops: bool = True
 
     @classmethod
@@ -189,6 +192,12 @@ def run_episode(
     timings["embed_calls_s"] = stream.embed_s
     timings["tracking_embed_wait_s"] = stream.tracking_embed_s
     faces = dataclasses.replace(stream.faces, track_id=backfill_tracks(stream.faces, video.fps, settings.backfill))
+    # Split identity jumps and merge same-shot fragments (any tracker), before identities are built.
+    refined, refine_report = refine_tracks(faces, video.fps, settings.track_refine)
+    if stream.crops is not None:
+        moved = np.flatnonzero((faces.track_id > 0) & (refined != faces.track_id))
+        stream.crops.reindex({(int(faces.track_id[r]), int(faces.frame[r])): int(refined[r]) for r in moved})
+    faces = dataclasses.replace(faces, track_id=refined)
 
     tracks = len(faces.track_ids())
     done_fps = len(faces.processed_frames) / max(stream.detect_track_s, 1e-9)
@@ -250,6 +259,7 @@ def run_episode(
             "facebank_exemplars_used": result.facebank_exemplars_used,
             "facebank_exemplars_skipped_other_model": result.facebank_exemplars_skipped,
         },
+        "track_refine": refine_report.as_dict(),
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "artifacts": sorted(files),
     }

@@ -70,7 +70,8 @@ class StrongSortSettings:
     appearance_weight: float = 0.5
     # A track and a detection whose appearance distance exceeds this are different people: never
     # matched, whatever their overlap. 0.7 (similarity < 0.3) is below every same-person pair we
-    # measured (0.47) with room for blur and partial occlusion, above most different-person pairs.
+    # measured (0.47) with room for blur, above most different-person pairs. Applied only to
+    # detections touching no other one: a partly hidden face embeds far from its own average.
     appearance_veto_distance: float = 0.7
     # A lost track is re-linked to a detection by appearance alone below this distance. 0.5
     # (similarity > 0.5): 0.1 above the different-person ceiling, because nothing else (no motion)
@@ -375,7 +376,10 @@ class StrongSortTracker:
         appearance = self._appearance_distance(tracks, detections, candidates)
         known = np.isfinite(appearance)
         cost[known] = (1.0 - s.appearance_weight) * iou_distance[known] + s.appearance_weight * appearance[known]
-        cost[known & (appearance > s.appearance_veto_distance)] = np.inf
+        # Veto only with a clean view: a face emerging from behind another (its box touches the
+        # other's) embeds as a mix of both, far from its own average; it keeps the blended cost.
+        clean = ~detections.touching[candidates]
+        cost[known & (appearance > s.appearance_veto_distance) & clean[np.newaxis, :]] = np.inf
         cost[iou_distance > max_iou_distance] = np.inf  # the motion gate holds whatever the appearance
         pairs, unmatched_rows, unmatched_cols = linear_assignment(cost, max_iou_distance)
         return _Association(
