@@ -107,6 +107,7 @@ class JobManager:
                 eta_s=event.eta_s,
                 tracks_so_far=event.tracks_so_far,
                 message=event.message,
+                **({"tracker_settings": event.tracker_settings} if event.tracker_settings else {}),
             )
 
         try:

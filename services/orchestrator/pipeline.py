@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 import uuid
@@ -109,6 +110,7 @@ class ProgressEvent:
     eta_s: float = 0.0
     tracks_so_far: int = 0
     message: str = ""
+    tracker_settings: str = ""  # JSON of the tracker's name and settings, once the fps is known
 
 
 def default_stride(fps: float) -> int:
@@ -170,7 +172,16 @@ def run_episode(
         eta = (p.frames_total - p.frames_done) / fps if fps > 0 else 0.0
         report(ProgressEvent(Stage.STAGE_DETECT_TRACK, p.frames_done, p.frames_total, fps, eta, p.tracks_so_far))
 
-    report(ProgressEvent(Stage.STAGE_DETECT_TRACK, 0, frames_total, message="detecting, tracking, embedding"))
+    tracker = settings_record(settings.tracker, video.fps, settings.stride)
+    report(
+        ProgressEvent(
+            Stage.STAGE_DETECT_TRACK,
+            0,
+            frames_total,
+            message="detecting, tracking, embedding",
+            tracker_settings=json.dumps(tracker, sort_keys=True),
+        )
+    )
     stream = detect_track_embed(
         clients,
         StreamOptions(
@@ -244,7 +255,7 @@ def run_episode(
         "embedding_model": stream.embedding_model_id,
         "settings": dataclasses.asdict(settings),
         # The tracker's own thresholds as the session ran them (seconds converted at this fps/stride).
-        "tracker": settings_record(settings.tracker, video.fps, settings.stride),
+        "tracker": tracker,
         "counts": {
             "frames_processed": len(faces.processed_frames),
             "shot_cuts": len(faces.cut_frames),

@@ -26,6 +26,8 @@ def test_run_streams_progress_and_publishes_outputs(stubs: dict, stack: LocalSta
     final = progress[-1]
     assert final.state == SUCCEEDED, final.message
     assert final.detector == "retinaface" and final.tracker == "bytetrack" and final.device == "cpu"
+    tracker = json.loads(final.tracker_settings)  # the job record carries the tracker's settings
+    assert tracker["name"] == "bytetrack" and tracker["frame_stride"] == 2 and tracker["lost_buffer_s"] == 1.0
     stages = [p.stage for p in progress]
     assert orchestrator_pb2.STAGE_DETECT_TRACK in stages and stages[-1] == orchestrator_pb2.STAGE_DONE
     assert final.frames_done == final.frames_total == 36
@@ -35,6 +37,7 @@ def test_run_streams_progress_and_publishes_outputs(stubs: dict, stack: LocalSta
     out = stack.data_root / "episodes" / "orch-single"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["settings"]["stride"] == 2 and manifest["run_id"] == summary.run_id
+    assert manifest["tracker"] == tracker and "track_refine" in manifest["settings"]
     assert manifest["models"]["detector"]["sha256"] and manifest["video"]["sha256"]
     rows = (out / "tracks.mot.txt").read_text().splitlines()
     assert len(rows) == 36 and rows[0].startswith("1,1,") and rows[1].startswith("3,1,")
