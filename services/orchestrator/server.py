@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 
 import grpc
 from faceflow.v1 import detector_pb2, orchestrator_pb2, orchestrator_pb2_grpc, storage_pb2
 
-from services.common.errors import InvalidArgument, NotFound
+from services.common.errors import InvalidArgument
 from services.common.grpc_errors import translate_rpc_errors
 from services.common.ids import validate_id
 from services.orchestrator.clients import ServiceClients
 from services.orchestrator.enrolment import enroll_person, reembed_facebank
 from services.orchestrator.jobs import JobManager
 from services.orchestrator.review.service import ReviewService
+from services.orchestrator.uploads import UploadSessions, create_from_staged
 
 SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
 
@@ -24,6 +24,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self._clients = clients
         self._jobs = jobs
         self._review = ReviewService(clients)
+        self._uploads = UploadSessions(clients)
 
     def CreateEpisode(
         self, request: storage_pb2.CreateEpisodeRequest, context: grpc.ServicerContext
@@ -59,27 +60,27 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         # Bytes stream straight through to storage; nothing is kept in this process.
         with translate_rpc_errors("storage"):
             staged = self._clients.storage.StageUpload(staged_messages())
-        try:
-            try:
-                with translate_rpc_errors("detector"):
-                    probe = detector_pb2.ProbeVideoRequest(video_uri=staged.uri)
-                    info = self._clients.detector.ProbeVideo(probe).info
-            except InvalidArgument as error:
-                raise InvalidArgument(f"the upload {header.filename!r} is not a readable video: {error}") from None
-            with translate_rpc_errors("storage"):
-                return self._clients.storage.CreateEpisode(
-                    storage_pb2.CreateEpisodeRequest(
-                        ep_id=header.ep_id,
-                        upload_id=staged.upload_id,
-                        video=info,
-                        show_id=header.show_id,
-                        replace_video=header.replace_video,
-                    )
-                )
-        except BaseException:
-            with contextlib.suppress(NotFound), translate_rpc_errors("storage"):
-                self._clients.storage.DiscardUpload(storage_pb2.DiscardUploadRequest(upload_id=staged.upload_id))
-            raise
+        return create_from_staged(self._clients, header, staged)
+
+    def BeginUpload(
+        self, request: orchestrator_pb2.BeginUploadRequest, context: grpc.ServicerContext
+    ) -> orchestrator_pb2.UploadSession:
+        return self._uploads.begin(request)
+
+    def UploadChunk(
+        self, request: orchestrator_pb2.UploadChunkRequest, context: grpc.ServicerContext
+    ) -> orchestrator_pb2.UploadSession:
+        return self._uploads.chunk(request)
+
+    def FinishUpload(
+        self, request: orchestrator_pb2.FinishUploadRequest, context: grpc.ServicerContext
+    ) -> storage_pb2.Episode:
+        return self._uploads.finish(request)
+
+    def AbortUpload(
+        self, request: orchestrator_pb2.AbortUploadRequest, context: grpc.ServicerContext
+    ) -> orchestrator_pb2.AbortUploadResponse:
+        return self._uploads.abort(request)
 
     def SubmitJob(
         self, request: orchestrator_pb2.SubmitJobRequest, context: grpc.ServicerContext
@@ -142,6 +143,12 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     ) -> orchestrator_pb2.ReviewState:
         validate_id("episode", request.ep_id)
         return self._review.state(request.ep_id)
+
+    def GetScreenTime(
+        self, request: orchestrator_pb2.GetScreenTimeRequest, context: grpc.ServicerContext
+    ) -> orchestrator_pb2.ScreenTime:
+        validate_id("episode", request.ep_id)
+        return self._review.screen_time(request.ep_id)
 
     def EnrollPerson(
         self, request: orchestrator_pb2.EnrollPersonRequest, context: grpc.ServicerContext
