@@ -157,7 +157,14 @@ def test_cors_preflight_answers_only_allowed_origins(proxy: envoy.EnvoyProxy) ->
 
 
 def test_only_the_two_public_services_are_routed(proxy: envoy.EnvoyProxy) -> None:
-    for path in ("/faceflow.v1.DetectorService/Probe", "/grpc.health.v1.Health/Check", "/"):
+    internal = ("PutArtifact", "AppendReviewRecord", "AddPerson", "CreateEpisode", "PublishRun", "RemovePerson")
+    for path in (
+        "/faceflow.v1.DetectorService/Probe",
+        "/grpc.health.v1.Health/Check",
+        "/",
+        *(f"{STORE}/{method}" for method in internal),
+        f"{STORE}/ListEpisodesX",
+    ):
         call, _ = unary(proxy.address, path, b"")
         assert call.response.status == 404, path
 
@@ -167,11 +174,11 @@ def test_running_routes_have_no_timeout_for_long_progress_streams(proxy: envoy.E
     dump = json.loads(proxy.admin_get("/config_dump?resource=static_route_configs"))
     (config,) = [c["route_config"] for c in dump["configs"]]
     routes = {
-        r["match"]["prefix"]: r["route"]
+        r["route"]["cluster"]: r["route"]
         for r in config["virtual_hosts"][0]["routes"]
         if r.get("route", {}).get("cluster")
     }
-    assert set(routes) == {f"{ORCH}/", f"{STORE}/"}
+    assert set(routes) == {"orchestrator", "storage"}
     for route in routes.values():
         assert route["timeout"] == "0s" and route["idle_timeout"] == "900s"
         assert route["max_stream_duration"]["grpc_timeout_header_max"] == "0s"
