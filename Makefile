@@ -49,7 +49,7 @@ demo: sample
 	$(VENV)/bin/faceflow --data-root $(DEMO_DIR) run $(SAMPLE_DIR)/episode.mp4 --episode sample
 	$(VENV)/bin/faceflow --data-root $(DEMO_DIR) eval sample --ground-truth $(SAMPLE_DIR)/ground_truth.json
 
-test: models media lint typecheck buf-lint envoy triton-venv chart-check
+test: models media lint typecheck buf-lint envoy triton-venv chart-check web
 	$(PY) -m pytest -q
 
 test-fast: setup
@@ -116,6 +116,21 @@ chart-check: $(DEPLOY_VENV)/.installed $(HELM) $(ENVOY_BIN)
 
 $(BUF):
 	mkdir -p .cache/tools && cd .cache/tools && npm install --silent --no-audit --no-fund @bufbuild/buf
+
+# The review UI (docs/web.md): npm ci from the committed lock, TypeScript stubs from the protos (buf +
+# protoc-gen-es, both from npm), a typecheck and an esbuild bundle into web/dist; a no-op when up to date.
+.PHONY: web
+WEB_SOURCES := $(shell find web/src -path web/src/gen -prune -o -type f -print 2>/dev/null) web/tsconfig.json web/buf.gen.yaml
+
+web/node_modules/.installed: web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+web/dist/.built: web/node_modules/.installed $(BUF) $(WEB_SOURCES) $(wildcard protos/faceflow/v1/*.proto)
+	cd web && rm -rf src/gen dist && npm run --silent generate && npm run --silent typecheck && npm run --silent build
+	touch $@
+
+web: web/dist/.built
 
 buf-lint: $(BUF)
 	cd protos && ../$(BUF) lint

@@ -98,6 +98,12 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"export FACEFLOW_ORCHESTRATOR_ADDR={stack.address('orchestrator')} "
             f"FACEFLOW_STORAGE_ADDR={stack.address('storage')}"
         )
+        if args.web:
+            from services.cli.web import web_frontend
+
+            web = resources.enter_context(web_frontend(stack, data_root / "web", args.web_port))
+            print(f"{'envoy':<13} {web.envoy.address:<22} gRPC-Web (admin {web.envoy.admin_url})")
+            print(f"web UI: {web.url}")
         print("faceflow is up; Ctrl-C stops every service", flush=True)
         stop.wait()
     return 0
@@ -445,6 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="start the five services on loopback and wait")
+    up.add_argument("--web", action="store_true", help="also start Envoy (gRPC-Web) and the review UI (make web)")
+    up.add_argument("--web-port", type=int, default=0, help="port of the review UI (default: any free port)")
     up.set_defaults(func=cmd_up)
 
     run = sub.add_parser("run", help="run an episode and print its screen time")

@@ -1,0 +1,89 @@
+"""The review UI on the local stack: its static files on one loopback port, Envoy's gRPC-Web on another.
+
+The UI is a static bundle (`make web` builds web/dist); it learns where Envoy is from `/config.json`,
+served beside it. The two are different origins on purpose: Envoy then runs with exactly the CORS
+policy the Helm chart ships (the UI's origin listed, nothing else), and the browser tests exercise it.
+Crop images come straight from the storage service's signed file server (an <img> needs no CORS).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from services.cli.envoy import REPO_ROOT, EnvoyProxy, EnvoySettings
+from services.cli.stack import LocalStack
+from services.common.errors import FailedPrecondition
+
+DIST_DIR = REPO_ROOT / "web" / "dist"
+CONFIG_PATH = "/config.json"
+
+
+def _handler(dist: Path, config: Callable[[], bytes]) -> type[SimpleHTTPRequestHandler]:
+    class Handler(SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            if self.path.split("?", 1)[0] == CONFIG_PATH:
+                body = config()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            super().do_GET()
+
+        def end_headers(self) -> None:
+            # A rebuilt bundle must show on reload; the files are small and local.
+            self.send_header("Cache-Control", "no-store")
+            super().end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:  # quiet: Envoy logs the calls
+            return
+
+    return partial(Handler, directory=str(dist))  # type: ignore[return-value]
+
+
+class StaticServer:
+    """Serves a folder read-only, plus `config` as /config.json, on loopback."""
+
+    def __init__(self, dist: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+        if not (dist / "index.html").is_file():
+            raise FailedPrecondition(f"the web UI is not built ({dist}/index.html is missing): run `make web`")
+        self.config: dict[str, str] = {}
+        self._server = ThreadingHTTPServer((host, port), _handler(dist, lambda: json.dumps(self.config).encode()))
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_port)
+        self.url = f"http://{host}:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="web-ui", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@dataclass(frozen=True)
+class WebFrontend:
+    url: str  # the UI; open this
+    envoy: EnvoyProxy
+
+
+@contextlib.contextmanager
+def web_frontend(stack: LocalStack, work_dir: Path, port: int = 0, dist: Path = DIST_DIR) -> Iterator[WebFrontend]:
+    """Envoy in front of the stack's orchestrator and storage, and the UI that talks to it."""
+    # The UI's port must be known before Envoy starts (its origin is Envoy's allowed one): bind first.
+    static = StaticServer(dist, stack.host, port)
+    try:
+        origins = (static.url, f"http://localhost:{static.port}")
+        settings = EnvoySettings(stack.address("orchestrator"), stack.address("storage"), allowed_origins=origins)
+        with EnvoyProxy(settings, work_dir / "envoy") as envoy:
+            static.config["grpcWebUrl"] = envoy.url
+            yield WebFrontend(static.url, envoy)
+    finally:
+        static.stop()

@@ -1,0 +1,78 @@
+"""The review UI in a real browser: headless Chromium (Debian's) driven by npm playwright-core, through
+the real Envoy to the real stack, on the sample episode. `make web` builds the UI first (make test does).
+
+One scenario, in the order a reviewer works: upload, run with live progress, merge and rename (kept
+across a reload), track moves, screen time, facebank enrolment, harvest, an error, deletes. The page
+screenshots land in test-artifacts/web/.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.cli.stack import LocalStack
+from services.cli.web import DIST_DIR, WebFrontend, web_frontend
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts" / "web"
+SCRIPT = Path(__file__).with_name("review_ui.mjs")
+# Every 5th frame: the sample's 30 s run in well under a minute here, still a real run of every stage.
+STRIDE = 5
+SCENARIO_TIMEOUT_S = 420
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def frontend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebFrontend]:
+    """A stack of its own: the scenario deletes every episode at the end."""
+    if not (DIST_DIR / "index.html").is_file():
+        pytest.fail("the web UI is not built: run `make web` (make test does)")
+    data_root = tmp_path_factory.mktemp("web-stack")
+    with LocalStack(data_root) as stack, web_frontend(stack, data_root) as running:
+        yield running
+
+
+def test_review_ui_in_a_browser(frontend: WebFrontend, sample_episode: Path, media: Path) -> None:
+    node, chromium = shutil.which("node"), shutil.which("chromium")
+    if not node or not chromium:
+        pytest.fail("node and chromium are needed (.ci/run installs them: apt-get install npm chromium)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    config = {
+        "url": frontend.url,
+        "webDir": str(REPO / "web"),
+        "chromium": chromium,
+        "outDir": str(ARTIFACTS),
+        "video": str(sample_episode / "episode.mp4"),
+        "shortVideo": str(media / "single_face.mp4"),
+        "stride": STRIDE,
+        "name": "Test Person",
+        "seedImages": [str(p) for p in sorted((sample_episode / "enrol" / "obama").glob("*"))]
+        + [str(media / "multi_face.jpg")],
+    }
+    run = subprocess.run(
+        [node, str(SCRIPT), json.dumps(config)], capture_output=True, text=True, timeout=SCENARIO_TIMEOUT_S
+    )
+    lines = run.stdout.strip().splitlines()
+    assert lines, f"the browser script printed nothing; stderr:\n{run.stderr[-3000:]}"
+    result = json.loads(lines[-1])
+    envoy_log = frontend.envoy.log_path.read_text(errors="replace")[-2000:]
+    assert "error" not in result, f"{result['error']}\nsteps done: {result['steps']}\nenvoy log tail:\n{envoy_log}"
+
+    # The progress bar was read from the page while the stream was live: it moved, then ended full.
+    assert len({value for value, _, _ in result["progress"]}) >= 3, result["progress"]
+    assert result["cropsShown"] >= 2 and result["harvestedCrops"] >= 1
+    assert result["screenTimeSegments"] >= 1
+    assert "Enrolled Barack Obama with 1 exemplar(s)" in result["enrolled"]
+    assert any("multi_face.jpg" in r and "faces" in r for r in result["rejected"]), result["rejected"]
+    assert "does not exist" in result["errorText"] and "no-such-episode" in result["errorText"]
+    assert "1 local folder(s) and 0 S3 object(s) removed" in result["deleted"]
+    assert result["consoleErrors"] == [], result["consoleErrors"]
+    for page in ("episode", "faces", "faces-tracks", "screen-time", "facebank", "episodes"):
+        assert (ARTIFACTS / f"{page}.png").stat().st_size > 10_000, page

@@ -1,0 +1,144 @@
+// Episodes: list, upload a new one, open, delete (with or without S3 objects), delete all.
+import { getApi } from "../api";
+import type { Episode } from "../gen/faceflow/v1/storage_pb";
+import { act, field, h, link, notice, render, seconds } from "../dom";
+import { uploadEpisode } from "../upload";
+import { navigate } from "../router";
+
+const DELETE_ALL_PHRASE = "delete all episodes";
+
+export async function episodesPage(message?: string): Promise<void> {
+  const { episodes } = await getApi().storage.listEpisodes({});
+  render(
+    h("h1", {}, "Episodes"),
+    message ? notice(message) : null,
+    episodes.length ? episodeTable(episodes) : h("p", { class: "empty" }, "No episodes yet: upload a video below."),
+    uploadForm(),
+    deleteAllForm(episodes.length),
+  );
+}
+
+function episodeTable(episodes: Episode[]): HTMLElement {
+  const rows = episodes.map((ep) =>
+    h(
+      "tr",
+      { "data-episode": ep.epId },
+      h("th", { scope: "row" }, link(`#/episodes/${ep.epId}`, ep.epId)),
+      h("td", {}, ep.showId || "default"),
+      h("td", {}, ep.video ? `${ep.video.width}×${ep.video.height}` : "-"),
+      h("td", { class: "num" }, ep.video ? seconds(ep.video.durationS) : "-"),
+      h("td", {}, ep.currentRunId || "not run yet"),
+      h(
+        "td",
+        { class: "actions" },
+        link(`#/episodes/${ep.epId}/faces`, "Faces"),
+        link(`#/episodes/${ep.epId}/screen-time`, "Screen time"),
+        h("button", { type: "button", class: "danger", onclick: () => confirmDelete(ep.epId) }, "Delete…"),
+      ),
+    ),
+  );
+  return h(
+    "table",
+    { class: "episodes" },
+    h("caption", { class: "sr-only" }, "Stored episodes"),
+    h("thead", {}, h("tr", {}, ...["Episode", "Show", "Video", "Duration", "Current run", "Actions"].map((c) => h("th", { scope: "col" }, c)))),
+    h("tbody", {}, ...rows),
+  );
+}
+
+function confirmDelete(epId: string): void {
+  const s3 = h("input", { type: "checkbox", id: "delete-s3" });
+  const confirm = h("button", { type: "submit", class: "danger" }, "Delete episode");
+  const dialog = h(
+    "dialog",
+    { "aria-labelledby": "delete-title" },
+    h(
+      "form",
+      { method: "dialog" },
+      h("h2", { id: "delete-title" }, `Delete ${epId}?`),
+      h("p", {}, "Its video, runs, crops and review log are removed. This cannot be undone."),
+      h("div", { class: "check" }, s3, h("label", { for: "delete-s3" }, "Also delete S3 artifacts")),
+      h("div", { class: "buttons" }, confirm, h("button", { type: "button", onclick: () => dialog.close() }, "Cancel")),
+    ),
+  );
+  dialog.addEventListener("close", () => dialog.remove());
+  confirm.addEventListener("click", (event) => {
+    event.preventDefault();
+    void act(confirm, async () => {
+      const result = await getApi().storage.deleteEpisode({ epId, includeS3: s3.checked });
+      dialog.close();
+      await episodesPage(
+        `Deleted ${epId}: ${result.localDirsRemoved} local folder(s) and ${result.s3ObjectsRemoved} S3 object(s) removed.`,
+      );
+    });
+  });
+  document.body.append(dialog);
+  dialog.showModal();
+}
+
+function slug(name: string): string {
+  return name.replace(/\.[^.]*$/, "").toLowerCase().replace(/[^a-z0-9_.-]+/g, "-").replace(/^[-.]+|-+$/g, "").slice(0, 64);
+}
+
+function uploadForm(): HTMLElement {
+  const file = h("input", { type: "file", accept: "video/*", required: true, id: "upload-file" });
+  const epId = h("input", { type: "text", required: true, pattern: "[a-z0-9_\\-][a-z0-9_.\\-]{0,63}", id: "upload-episode" });
+  const show = h("input", { type: "text", value: "default", id: "upload-show" });
+  const bar = h("progress", { max: 1, value: 0, hidden: true, "aria-label": "Upload progress" });
+  const submit = h("button", { type: "submit" }, "Upload");
+  file.addEventListener("change", () => {
+    if (file.files?.[0] && !epId.value) epId.value = slug(file.files[0].name);
+  });
+  const form = h(
+    "form",
+    { class: "card", "aria-labelledby": "upload-title" },
+    h("h2", { id: "upload-title" }, "New episode"),
+    field("Video file", file),
+    field("Episode id", epId, "lower-case letters, digits, - _ ."),
+    field("Show", show, "whose facebank names the people"),
+    h("div", { class: "buttons" }, submit, bar),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const video = file.files?.[0];
+    if (!video) return;
+    void act(submit, async () => {
+      bar.hidden = false;
+      bar.max = video.size;
+      const episode = await uploadEpisode(video, { epId: epId.value, showId: show.value, replaceVideo: false }, (sent) => {
+        bar.value = sent;
+      });
+      navigate(`#/episodes/${episode.epId}`);
+    });
+  });
+  return form;
+}
+
+function deleteAllForm(count: number): HTMLElement {
+  const phrase = h("input", { type: "text", autocomplete: "off", id: "delete-all-phrase" });
+  const s3 = h("input", { type: "checkbox", id: "delete-all-s3" });
+  const submit = h("button", { type: "submit", class: "danger", disabled: true }, "Delete all episodes");
+  phrase.addEventListener("input", () => {
+    submit.disabled = phrase.value !== DELETE_ALL_PHRASE;
+  });
+  const form = h(
+    "form",
+    { class: "card danger-zone", "aria-labelledby": "delete-all-title" },
+    h("h2", { id: "delete-all-title" }, "Delete all episodes"),
+    h("p", {}, `Removes all ${count} episode(s). Type “${DELETE_ALL_PHRASE}” to confirm.`),
+    field("Confirmation", phrase),
+    h("div", { class: "check" }, s3, h("label", { for: "delete-all-s3" }, "Also delete S3 artifacts")),
+    h("div", { class: "buttons" }, submit),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    void act(submit, async () => {
+      const result = await getApi().storage.deleteAllEpisodes({ confirm: phrase.value, includeS3: s3.checked });
+      await episodesPage(
+        `Deleted ${result.episodesDeleted} episode(s): ${result.localDirsRemoved} local folder(s) and ` +
+          `${result.s3ObjectsRemoved} S3 object(s) removed.`,
+      );
+    });
+  });
+  return form;
+}
