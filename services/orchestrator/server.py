@@ -13,8 +13,10 @@ from services.common.ids import validate_id
 from services.orchestrator.clients import ServiceClients
 from services.orchestrator.enrolment import enroll_person, reembed_facebank
 from services.orchestrator.jobs import JobManager
+from services.orchestrator.pipeline import DETECTORS, MAX_STRIDE
 from services.orchestrator.review.service import ReviewService
 from services.orchestrator.uploads import UploadSessions, create_from_staged
+from services.tracker.registry import DEFAULT_TRACKER, TRACKERS
 
 SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
 
@@ -143,6 +145,17 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     ) -> orchestrator_pb2.ReviewState:
         validate_id("episode", request.ep_id)
         return self._review.state(request.ep_id)
+
+    def GetRunChoices(
+        self, request: orchestrator_pb2.GetRunChoicesRequest, context: grpc.ServicerContext
+    ) -> orchestrator_pb2.RunChoices:
+        return orchestrator_pb2.RunChoices(
+            detectors=DETECTORS,
+            trackers=sorted(TRACKERS),
+            default_detector=DETECTORS[0],
+            default_tracker=DEFAULT_TRACKER,
+            max_stride=MAX_STRIDE,
+        )
 
     def GetScreenTime(
         self, request: orchestrator_pb2.GetScreenTimeRequest, context: grpc.ServicerContext

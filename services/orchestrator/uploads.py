@@ -195,16 +195,25 @@ class UploadSessions:
             self._sessions.pop(session.session_id, None)
 
     def _drop(self, session: _Session) -> None:
-        """Forget the session and leave nothing staged: cancel the stream, discard what it committed."""
+        """Forget the session and leave nothing staged.
+
+        The stream is ended normally and what storage staged is discarded: a cancelled request
+        stream can look like a complete one to a grpcio server (its request iterator may stop
+        before it learns of the cancellation), so cancelling would risk a staged leftover.
+        Cancelling is the fallback when storage does not answer.
+        """
         self._forget(session)
         if session.episode is not None:
             return
-        session.call.cancel()
-        with contextlib.suppress(queue.Full):
-            session.chunks.put_nowait(None)  # unblock the request iterator if grpc still reads it
-        with contextlib.suppress(grpc.RpcError, grpc.FutureCancelledError, grpc.FutureTimeoutError):
+        try:
+            session.chunks.put(None, timeout=STORAGE_WAIT_S)
             staged = session.call.result(timeout=STORAGE_WAIT_S)
-            discard_staged(self._clients, staged.upload_id)
+        except (queue.Full, grpc.FutureTimeoutError):
+            session.call.cancel()
+            return
+        except (grpc.RpcError, grpc.FutureCancelledError):
+            return  # storage refused the stream: nothing was staged
+        discard_staged(self._clients, staged.upload_id)
 
     def _expire_idle(self) -> None:
         now = time.monotonic()

@@ -1,12 +1,7 @@
 // Episode detail: run options, a live progress bar from the server stream, the completion banner.
 import { getApi } from "../api";
-import { JobState, type Progress, Stage } from "../gen/faceflow/v1/orchestrator_pb";
+import { JobState, type Progress, type RunChoices, Stage } from "../gen/faceflow/v1/orchestrator_pb";
 import { act, field, h, link, render, seconds } from "../dom";
-
-// What the orchestrator accepts today (pipeline.DETECTORS, tracker registry); it refuses anything else.
-const DETECTORS = ["retinaface"];
-const TRACKERS = ["bytetrack"];
-const DEFAULT_STRIDE = 5;
 
 const STAGES: Record<number, string> = {
   [Stage.VALIDATE]: "validating",
@@ -21,7 +16,7 @@ const STAGES: Record<number, string> = {
 
 export async function episodePage(epId: string): Promise<void> {
   const { orchestrator, storage } = getApi();
-  const episode = await storage.getEpisode({ epId });
+  const [episode, choices] = await Promise.all([storage.getEpisode({ epId }), orchestrator.getRunChoices({})]);
   const video = episode.video;
   const status = h("div", { class: "run-status", "aria-live": "polite" });
   render(
@@ -33,7 +28,7 @@ export async function episodePage(epId: string): Promise<void> {
       ` · show ${episode.showId || "default"} · current run ${episode.currentRunId || "none"}`,
     ),
     h("p", { class: "actions" }, link(`#/episodes/${epId}/faces`, "Review faces"), link(`#/episodes/${epId}/screen-time`, "Screen time")),
-    runForm(epId, episode.showId, status),
+    runForm(epId, episode.showId, choices, status),
     status,
   );
   // A run already going (started elsewhere, or before a reload): follow it.
@@ -42,14 +37,14 @@ export async function episodePage(epId: string): Promise<void> {
   if (live) await follow(orchestrator.watchJob({ jobId: live.jobId }), status);
 }
 
-function select(id: string, options: string[]): HTMLSelectElement {
-  return h("select", { id }, ...options.map((o) => h("option", { value: o }, o)));
+function select(id: string, options: string[], chosen: string): HTMLSelectElement {
+  return h("select", { id }, ...options.map((o) => h("option", { value: o, selected: o === chosen }, o)));
 }
 
-function runForm(epId: string, showId: string, status: HTMLElement): HTMLElement {
-  const detector = select("run-detector", DETECTORS);
-  const tracker = select("run-tracker", TRACKERS);
-  const stride = h("input", { type: "number", min: 1, max: 60, value: DEFAULT_STRIDE, id: "run-stride", required: true });
+function runForm(epId: string, showId: string, choices: RunChoices, status: HTMLElement): HTMLElement {
+  const detector = select("run-detector", choices.detectors, choices.defaultDetector);
+  const tracker = select("run-tracker", choices.trackers, choices.defaultTracker);
+  const stride = h("input", { type: "number", min: 1, max: choices.maxStride, placeholder: "auto", id: "run-stride" });
   const crops = h("input", { type: "checkbox", checked: true, id: "run-crops" });
   const submit = h("button", { type: "submit" }, "Start run");
   const form = h(
@@ -58,7 +53,7 @@ function runForm(epId: string, showId: string, status: HTMLElement): HTMLElement
     h("h2", { id: "run-title" }, "Run"),
     field("Detector", detector),
     field("Tracker", tracker),
-    field("Stride", stride, "process every Nth frame"),
+    field("Stride", stride, "every Nth frame; empty: ~5 per second"),
     h("div", { class: "check" }, crops, h("label", { for: "run-crops" }, "Save face crops")),
     h("div", { class: "buttons" }, submit),
   );
