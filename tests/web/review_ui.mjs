@@ -118,6 +118,8 @@ async function main() {
     await tracks.first().locator(".crops img").first().waitFor();
     const trackIds = await tracks.evaluateAll((ts) => ts.map((t) => t.dataset.track));
     check(trackIds.length >= 2, `the merged identity should have >= 2 tracks, got ${trackIds}`);
+    await page.waitForFunction((id) => !document.querySelector(`section[data-identity="${id}"] button[aria-expanded]`).disabled, target);
+    await cropsLoaded(page);
     await shot(page, "faces-tracks");
     const more = tracks.first().getByRole("button", { name: "Load more" });
     if (await more.isVisible()) {

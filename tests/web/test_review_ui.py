@@ -43,7 +43,8 @@ def test_review_ui_in_a_browser(frontend: WebFrontend, sample_episode: Path, med
     node, chromium = shutil.which("node"), shutil.which("chromium")
     if not node or not chromium:
         pytest.fail("node and chromium are needed (.ci/run installs them: apt-get install npm chromium)")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)  # no screenshot of an earlier run passes for this one's
+    ARTIFACTS.mkdir(parents=True)
     config = {
         "url": frontend.url,
         "webDir": str(REPO / "web"),
@@ -76,3 +77,13 @@ def test_review_ui_in_a_browser(frontend: WebFrontend, sample_episode: Path, med
     assert result["consoleErrors"] == [], result["consoleErrors"]
     for page in ("episode", "faces", "faces-tracks", "screen-time", "facebank", "episodes"):
         assert (ARTIFACTS / f"{page}.png").stat().st_size > 10_000, page
+    _readme_image(ARTIFACTS / "faces.png", ARTIFACTS / "faces-review.png")
+
+
+def _readme_image(screenshot: Path, out: Path) -> None:
+    """The faces page at 3/4 size in 256 colours: small enough to commit as docs/img/faces-review.png."""
+    from PIL import Image
+
+    with Image.open(screenshot) as image:
+        small = image.convert("RGB").resize((image.width * 3 // 4, image.height * 3 // 4), Image.Resampling.LANCZOS)
+        small.quantize(256).save(out, optimize=True)

@@ -17,7 +17,7 @@ export async function facebankPage(showId = "default", result?: EnrollPersonResp
     h("h1", {}, `Facebank: ${showId}`),
     pick,
     result ? enrolResult(result) : null,
-    people.length ? h("ul", { class: "people" }, ...people.map(personCard)) : h("p", { class: "empty" }, "Nobody enrolled in this show yet."),
+    people.length ? h("ul", { class: "cast" }, ...people.map(personCard)) : h("p", { class: "empty" }, "Nobody enrolled in this show yet."),
     enrolForm(showId),
   );
 }
