@@ -231,10 +231,16 @@ class StrongSortTracker:
         in_motion = np.array([self._in_motion(t, now) for t in tracks])
         has_feature = np.array([t.feature is not None for t in tracks])
         near = (overlap > s.ambiguity_iou) & in_motion[:, np.newaxis]
-        matched_by_iou = overlap >= 1.0 - s.match_iou_distance
-        # A track with a known appearance that no detection explains by overlap: someone a
-        # detection elsewhere may be (hidden, left the frame, moved too fast for IoU).
-        orphaned = has_feature & ~(matched_by_iou & in_motion[:, np.newaxis]).any(axis=1)
+        # What overlap alone would decide (one-to-one): a track with a known appearance that it
+        # leaves without a detection is someone a detection elsewhere may be (hidden, out of frame,
+        # moved unlike its prediction), and a detection it leaves without a track may be them.
+        motion_cost = np.where(in_motion[:, np.newaxis], 1.0 - overlap, np.inf)
+        pairs, unmatched_tracks, unmatched_detections = linear_assignment(motion_cost, s.match_iou_distance)
+        orphaned = np.zeros(len(tracks), bool)
+        orphaned[unmatched_tracks] = True
+        orphaned &= has_feature
+        unexplained_detection = np.zeros(len(frame), bool)
+        unexplained_detection[unmatched_detections] = True
         sides = np.minimum(
             detections.boxes[:, 2] - detections.boxes[:, 0], detections.boxes[:, 3] - detections.boxes[:, 1]
         )
@@ -248,11 +254,14 @@ class StrongSortTracker:
             score = float(detections.confidences[d])
             # Re-acquiring a lost face (someone else may have stepped into its place), or a confident
             # face no track explains while a track with a known appearance is missing: a re-link.
+            # A one-hit track about to be confirmed while a known face is missing: it may be that
+            # face, first seen too hidden to re-link.
             reacquires = any(tracks[t].state is _State.LOST and has_feature[t] for t in near_tracks)
-            unexplained = score > s.high_score and not (matched_by_iou[:, d] & in_motion).any() and orphaned.any()
+            unexplained = score > s.high_score and bool(unexplained_detection[d]) and orphaned.any()
+            confirming = orphaned.any() and any(not tracks[t].confirmed for t in near_tracks)
             if ambiguous and has_feature[near_tracks].any():
                 wanted.append((0, -score, int(d)))
-            elif reacquires or unexplained:
+            elif reacquires or unexplained or confirming:
                 wanted.append((1, -score, int(d)))
             elif not ambiguous and len(near_tracks) == 1:
                 track = tracks[near_tracks[0]]
@@ -298,9 +307,19 @@ class StrongSortTracker:
             track.state = _State.LOST
         # 3. One-hit tracks vs the confident detections left.
         third = self._associate(unconfirmed, detections, first.unmatched_detections, s.unconfirmed_match_iou_distance)
-        matches.extend(third.matches)
         for track in third.unmatched_tracks:
             track.state = _State.REMOVED
+        # A one-hit track about to be confirmed may be a lost face back (its first view, half
+        # hidden, was too unlike it to re-link): the lost track takes the detection and the young
+        # one, never reported, goes.
+        taken_tracks = {id(t) for t, _ in matches}
+        young = {d: t for t, d in third.matches}
+        with_vector = np.array([d for d in young if detections.has_embedding[d]], np.intp)
+        for lost, d in self._relink(detections, with_vector, exclude=taken_tracks):
+            lost.mean, lost.covariance = young[d].mean, young[d].covariance
+            young[d].state = _State.REMOVED
+            young[d] = lost
+        matches.extend((t, d) for d, t in young.items())
         for track, d in matches:
             self._apply_match(track, detections, d)
 
@@ -401,13 +420,19 @@ class StrongSortTracker:
         distance[np.ix_(np.asarray(rows, np.intp), columns)] = 1.0 - features @ vectors.T
         return distance
 
-    def _relink(self, detections: _Detections, candidates: IndexArray) -> list[tuple[_Track, int]]:
+    def _relink(
+        self, detections: _Detections, candidates: IndexArray, exclude: set[int] | None = None
+    ) -> list[tuple[_Track, int]]:
+        """Lost tracks (not in `exclude`, by id()) re-attached to candidates by appearance alone."""
         s = self._settings
         now = self._update_count
         lost = [
             t
             for t in self._tracked + self._lost
-            if t.state is _State.LOST and t.feature is not None and now - t.last_matched_update <= self._relink_window
+            if t.state is _State.LOST
+            and t.feature is not None
+            and now - t.last_matched_update <= self._relink_window
+            and id(t) not in (exclude or set())
         ]
         if not lost or len(candidates) == 0:
             return []
