@@ -113,6 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = orchestrator_pb2.RunOptions(
         stride=args.stride,
         tracker=args.tracker,
+        skip_track_refine=args.no_track_refine,
         detector=args.detector,
         show_id=args.show,
         det_score_threshold=args.det_threshold,
@@ -459,7 +460,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("video", nargs="?", help="video file (omit to rerun an existing episode)")
     run.add_argument("--episode", required=True, help="episode id")
     run.add_argument("--stride", type=int, default=0, help="process every Nth frame (default: ~5 per second)")
-    run.add_argument("--tracker", default="bytetrack", help="tracker (bytetrack)")
+    run.add_argument("--tracker", default="bytetrack", help="bytetrack (default) or strongsort (appearance-aware)")
+    run.add_argument(
+        "--no-track-refine",
+        action="store_true",
+        help="keep the tracker's tracks as they are (no split/merge post-processing): to measure a tracker alone",
+    )
     run.add_argument("--detector", default="retinaface", help="detector (retinaface)")
     run.add_argument("--det-threshold", type=float, default=0.0, help="detector score threshold (default: service's)")
     run.add_argument("--show", default="default", help="show whose facebank names identities")

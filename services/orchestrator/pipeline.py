@@ -34,7 +34,7 @@ from services.orchestrator.labelling import MatchSettings
 from services.orchestrator.review.service import ReviewService
 from services.orchestrator.sampler import SamplerSettings
 from services.orchestrator.screentime import ScreenTimeSettings
-from services.orchestrator.track_refine import TrackRefineSettings, refine_tracks
+from services.orchestrator.track_refine import RefineReport, TrackRefineSettings, refine_tracks
 from services.tracker.registry import DEFAULT_TRACKER, TRACKERS, settings_record
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ class RunSettings:
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
     backfill: BackfillSettings = field(default_factory=BackfillSettings)
     track_refine: TrackRefineSettings = field(default_factory=TrackRefineSettings)
+    refine_tracks: bool = True  # False only to measure a tracker alone (RunOptions.skip_track_refine)
     save_crops: bool = True
 
     @classmethod
@@ -97,6 +98,7 @@ class RunSettings:
             det_score_threshold=options.det_score_threshold,
             show_id=validate_id("show", options.show_id or "default"),
             save_crops=not options.skip_crops,
+            refine_tracks=not options.skip_track_refine,
             clustering=clustering,
         )
 
@@ -204,7 +206,9 @@ def run_episode(
     timings["tracking_embed_wait_s"] = stream.tracking_embed_s
     faces = dataclasses.replace(stream.faces, track_id=backfill_tracks(stream.faces, video.fps, settings.backfill))
     # Split identity jumps and merge same-shot fragments (any tracker), before identities are built.
-    refined, refine_report = refine_tracks(faces, video.fps, settings.track_refine)
+    refined, refine_report = faces.track_id, RefineReport()
+    if settings.refine_tracks:
+        refined, refine_report = refine_tracks(faces, video.fps, settings.track_refine)
     if stream.crops is not None:
         moved = np.flatnonzero((faces.track_id > 0) & (refined != faces.track_id))
         stream.crops.reindex({(int(faces.track_id[r]), int(faces.frame[r])): int(refined[r]) for r in moved})
