@@ -19,13 +19,15 @@ export async function episodePage(epId: string): Promise<void> {
   const [episode, choices] = await Promise.all([storage.getEpisode({ epId }), orchestrator.getRunChoices({})]);
   const video = episode.video;
   const status = h("div", { class: "run-status", "aria-live": "polite" });
+  const currentRun = h("span", { id: "current-run" }, episode.currentRunId || "none");
   render(
     h("h1", {}, `Episode ${epId}`),
     h(
       "p",
       { class: "meta" },
       video ? `${video.width}×${video.height}, ${video.fps.toFixed(2)} fps, ${video.frameCount} frames, ${seconds(video.durationS)}` : "",
-      ` · show ${episode.showId || "default"} · current run ${episode.currentRunId || "none"}`,
+      ` · show ${episode.showId || "default"} · current run `,
+      currentRun,
     ),
     h("p", { class: "actions" }, link(`#/episodes/${epId}/faces`, "Review faces"), link(`#/episodes/${epId}/screen-time`, "Screen time")),
     runForm(epId, episode.showId, choices, status),
@@ -94,6 +96,9 @@ async function follow(stream: AsyncIterable<Progress>, status: HTMLElement): Pro
   }
   if (!last) return;
   status.append(banner(last));
+  const runId = last.state === JobState.SUCCEEDED ? last.summary?.runId : undefined;
+  const current = document.getElementById("current-run");
+  if (runId && current) current.textContent = runId;
 }
 
 function banner(progress: Progress): HTMLElement {
