@@ -101,7 +101,7 @@ async function main() {
     await page.getByText(`Merged ${source} into ${target}.`).waitFor();
     check((await identityRows(page).count()) === ids.length - 1, "the merged identity is still listed");
     await row(page, target).getByLabel(`Name for ${target}`).fill(config.name);
-    await row(page, target).getByRole("button", { name: "Rename" }).click();
+    await row(page, target).getByLabel(`Name for ${target}`).press("Enter"); // forms submit from the keyboard
     await page.getByText(`Renamed ${target} to ${config.name}.`).waitFor();
 
     // Persisted: a reload reads the review state back from the services.
@@ -112,6 +112,19 @@ async function main() {
     check((await row(page, target).getByRole("heading", { level: 2 }).textContent()) === config.name, "the name did not survive a reload");
     result.merged = { source, target, name: config.name };
 
+    // "Load more" follows ListTrackCrops' cursor: a row with more crops gets more images.
+    await cropsLoaded(page);
+    const offering = page.locator("section.identity", { has: page.locator("button.more:visible") });
+    check((await offering.count()) >= 1, "no identity row offers more crops");
+    const moreRow = row(page, await offering.first().getAttribute("data-identity"));
+    const shownBefore = await moreRow.locator(".crops img").count();
+    await moreRow.locator("button.more").click();
+    await page.waitForFunction(
+      ([id, n]) => document.querySelectorAll(`section[data-identity="${id}"] .crops img`).length > n,
+      [await moreRow.getAttribute("data-identity"), shownBefore],
+    );
+    result.loadMore = [shownBefore, await moreRow.locator(".crops img").count()];
+
     // Track view: every crop of each track of the merged identity, then move / remove / delete a track.
     await row(page, target).getByRole("button", { name: /^Tracks/ }).click();
     const tracks = row(page, target).locator(".track");
@@ -121,13 +134,6 @@ async function main() {
     await page.waitForFunction((id) => !document.querySelector(`section[data-identity="${id}"] button[aria-expanded]`).disabled, target);
     await cropsLoaded(page);
     await shot(page, "faces-tracks");
-    const more = tracks.first().getByRole("button", { name: "Load more" });
-    if (await more.isVisible()) {
-      const before = await tracks.first().locator(".crops img").count();
-      await more.click();
-      await page.waitForFunction((n) => document.querySelectorAll(".track .crops img").length > n, before);
-      result.loadMore = true;
-    }
     const moved = trackIds.at(-1);
     await tracks.last().getByLabel(`Move track ${moved} to`).selectOption("");
     await tracks.last().getByRole("button", { name: "Move to" }).click();
@@ -190,6 +196,9 @@ async function main() {
     await page.goto(`${config.url}/#/`);
     await page.locator('tr[data-episode="short"]').waitFor();
     await shot(page, "episodes");
+    await page.locator('tr[data-episode="short"]').getByRole("button", { name: "Delete…" }).click();
+    await page.keyboard.press("Escape");
+    await page.getByRole("dialog").waitFor({ state: "detached" });
     await page.locator('tr[data-episode="short"]').getByRole("button", { name: "Delete…" }).click();
     await page.getByRole("dialog").getByLabel("Also delete S3 artifacts").check();
     await page.getByRole("dialog").getByRole("button", { name: "Delete episode" }).click();

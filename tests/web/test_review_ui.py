@@ -69,6 +69,7 @@ def test_review_ui_in_a_browser(frontend: WebFrontend, sample_episode: Path, med
     # The progress bar was read from the page while the stream was live: it moved, then ended full.
     assert len({value for value, _, _ in result["progress"]}) >= 3, result["progress"]
     assert result["cropsShown"] >= 2 and result["harvestedCrops"] >= 1
+    assert result["loadMore"][1] > result["loadMore"][0]
     assert result["screenTimeSegments"] >= 1
     assert "Enrolled Barack Obama with 1 exemplar(s)" in result["enrolled"]
     assert any("multi_face.jpg" in r and "faces" in r for r in result["rejected"]), result["rejected"]
