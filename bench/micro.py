@@ -61,10 +61,13 @@ class MicroStack:
         self._rss._sample("VmHWM")
         return self._rss.peak_mb()
 
-    def run(self, stride: int) -> dict[str, Any]:
-        """One RunEpisode at `stride`: wall time, the manifest's timings and counts, the run folder."""
+    def run(self, stride: int, tracker: str = "", refine: bool = True) -> dict[str, Any]:
+        """One RunEpisode at `stride` (tracker: "" for the default; refine=False: the tracker's tracks
+        without split/merge post-processing): wall time, the manifest's timings and counts, the run folder."""
         request = orchestrator_pb2.SubmitJobRequest(
-            ep_id=EPISODE_ID, options=orchestrator_pb2.RunOptions(stride=stride), idempotency_key=uuid.uuid4().hex
+            ep_id=EPISODE_ID,
+            options=orchestrator_pb2.RunOptions(stride=stride, tracker=tracker, skip_track_refine=not refine),
+            idempotency_key=uuid.uuid4().hex,
         )
         t0 = time.monotonic()
         last = orchestrator_pb2.Progress()
