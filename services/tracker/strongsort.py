@@ -71,7 +71,8 @@ class StrongSortSettings:
     # A track and a detection whose appearance distance exceeds this are different people: never
     # matched, whatever their overlap. 0.7 (similarity < 0.3) is below every same-person pair we
     # measured (0.47) with room for blur, above most different-person pairs. Applied only to
-    # detections touching no other one: a partly hidden face embeds far from its own average.
+    # detections touching no other one (a partly hidden face embeds far from its own average), and
+    # only where there is doubt: a lost track re-acquired, or a rival track or detection nearby.
     appearance_veto_distance: float = 0.7
     # A lost track is re-linked to a detection by appearance alone below this distance. 0.5
     # (similarity > 0.5): 0.1 above the different-person ceiling, because nothing else (no motion)
@@ -396,10 +397,18 @@ class StrongSortTracker:
         appearance = self._appearance_distance(tracks, detections, candidates)
         known = np.isfinite(appearance)
         cost[known] = (1.0 - s.appearance_weight) * iou_distance[known] + s.appearance_weight * appearance[known]
-        # Veto only with a clean view: a face emerging from behind another (its box touches the
-        # other's) embeds as a mix of both, far from its own average; it keeps the blended cost.
+        # The veto needs a clean view and a reason to doubt. A face emerging from behind another
+        # (its box touches the other's) embeds as a mix of both, far from its own average: it keeps
+        # the blended cost. A track followed until now with the only detection near it, and that
+        # detection near no other track, is that face whatever its look (a head turned to profile
+        # embeds far from the frontal average): doubt comes from re-acquiring a lost track or from
+        # a detection or track with a rival nearby.
         clean = ~detections.touching[candidates]
-        cost[known & (appearance > s.appearance_veto_distance) & clean[np.newaxis, :]] = np.inf
+        near = iou_distance < 1.0 - s.ambiguity_iou
+        lost = np.array([t.state is _State.LOST for t in tracks], bool)
+        rivalled = (near.sum(axis=0, keepdims=True) > 1) | (near.sum(axis=1, keepdims=True) > 1)
+        doubt = lost[:, np.newaxis] | rivalled
+        cost[known & (appearance > s.appearance_veto_distance) & clean[np.newaxis, :] & doubt] = np.inf
         cost[iou_distance > max_iou_distance] = np.inf  # the motion gate holds whatever the appearance
         pairs, unmatched_rows, unmatched_cols = linear_assignment(cost, max_iou_distance)
         return _Association(

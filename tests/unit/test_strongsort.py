@@ -129,6 +129,22 @@ def test_someone_else_in_the_place_of_a_lost_face_gets_a_new_id() -> None:
     assert len(driver.ids_of("c")) == 1
 
 
+def test_a_lone_face_turning_to_profile_keeps_its_id() -> None:
+    """A refresh embedding far from the track's average (a profile view) is no reason to drop a face
+    that motion alone explains: the veto needs doubt (a lost track or a rival nearby)."""
+    tracker = _strongsort()
+    frontal, profile = Driver(tracker).people[0], Driver(tracker).people[3]
+    ids = set()
+    for t in range(150):  # 6 s: several refreshes, the head turned from 2 s on
+        box = np.array([_box(100 + t)])
+        frame = TrackerFrame.of(box, [0.95])
+        wanted = tracker.appearance_wanted(frame)
+        look = frontal if t < 50 else profile
+        frame = TrackerFrame.of(box, [0.95], embeddings={i: look for i in wanted})
+        ids |= {a.track_id for a in tracker.update(frame)}
+    assert len(ids) == 1
+
+
 def test_embeddings_are_bounded_by_the_refresh_period_for_lone_faces() -> None:
     driver = Driver(_strongsort())
     for t in range(250):  # 10 s, two faces apart
