@@ -19,7 +19,7 @@ from pathlib import Path
 
 from services.cli.envoy import REPO_ROOT, EnvoyProxy, EnvoySettings
 from services.cli.stack import LocalStack
-from services.common.errors import FailedPrecondition
+from services.common.errors import FailedPrecondition, Unavailable
 
 DIST_DIR = REPO_ROOT / "web" / "dist"
 CONFIG_PATH = "/config.json"
@@ -56,7 +56,12 @@ class StaticServer:
         if not (dist / "index.html").is_file():
             raise FailedPrecondition(f"the web UI is not built ({dist}/index.html is missing): run `make web`")
         self.config: dict[str, str] = {}
-        self._server = ThreadingHTTPServer((host, port), _handler(dist, lambda: json.dumps(self.config).encode()))
+        try:
+            self._server = ThreadingHTTPServer((host, port), _handler(dist, lambda: json.dumps(self.config).encode()))
+        except OSError as error:
+            raise Unavailable(
+                f"the web UI cannot listen on {host}:{port}: {error.strerror}; pick another --web-port"
+            ) from None
         self._server.daemon_threads = True
         self.port = int(self._server.server_port)
         self.url = f"http://{host}:{self.port}"
