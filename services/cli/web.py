@@ -25,7 +25,7 @@ DIST_DIR = REPO_ROOT / "web" / "dist"
 CONFIG_PATH = "/config.json"
 
 
-def _handler(dist: Path, config: Callable[[], bytes]) -> type[SimpleHTTPRequestHandler]:
+def _handler(dist: Path, config: Callable[[], bytes], csp: Callable[[], str]) -> type[SimpleHTTPRequestHandler]:
     class Handler(SimpleHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             if self.path.split("?", 1)[0] == CONFIG_PATH:
@@ -41,6 +41,8 @@ def _handler(dist: Path, config: Callable[[], bytes]) -> type[SimpleHTTPRequestH
         def end_headers(self) -> None:
             # A rebuilt bundle must show on reload; the files are small and local.
             self.send_header("Cache-Control", "no-store")
+            self.send_header("Content-Security-Policy", csp())
+            self.send_header("X-Content-Type-Options", "nosniff")
             super().end_headers()
 
         def log_message(self, format: str, *args: object) -> None:  # quiet: Envoy logs the calls
@@ -57,7 +59,8 @@ class StaticServer:
             raise FailedPrecondition(f"the web UI is not built ({dist}/index.html is missing): run `make web`")
         self.config: dict[str, str] = {}
         try:
-            self._server = ThreadingHTTPServer((host, port), _handler(dist, lambda: json.dumps(self.config).encode()))
+            handler = _handler(dist, lambda: json.dumps(self.config).encode(), self.content_security_policy)
+            self._server = ThreadingHTTPServer((host, port), handler)
         except OSError as error:
             raise Unavailable(
                 f"the web UI cannot listen on {host}:{port}: {error.strerror}; pick another --web-port"
@@ -67,6 +70,15 @@ class StaticServer:
         self.url = f"http://{host}:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="web-ui", daemon=True)
         self._thread.start()
+
+    def content_security_policy(self) -> str:
+        """Scripts and styles from this server only; calls to Envoy only; crop images from any HTTP(S)
+        origin (the storage file server, or an S3 endpoint: presigned URLs carry their own host)."""
+        envoy = self.config.get("grpcWebUrl", "")
+        return (
+            f"default-src 'self'; connect-src 'self' {envoy}; img-src 'self' data: blob: http: https:; "
+            "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'"
+        ).replace("  ", " ")
 
     def stop(self) -> None:
         self._server.shutdown()
