@@ -32,6 +32,8 @@ Header: TypeAlias = orchestrator_pb2.UploadEpisodeRequest.Header
 MAX_CHUNK_BYTES = 2 * 1024 * 1024
 # A session with no call for this long is aborted (a closed tab never says goodbye).
 IDLE_TIMEOUT_S = 600.0
+# Seconds between sweeps for idle sessions.
+REAP_INTERVAL_S = 30.0
 # Open sessions at once; each holds a storage stream and a staging file.
 MAX_SESSIONS = 16
 # Chunks queued towards storage before UploadChunk waits: backpressure, not buffering.
@@ -102,14 +104,17 @@ class UploadSessions:
         self._clients = clients
         self._sessions: dict[str, _Session] = {}
         self._lock = threading.Lock()
+        self._reaper: threading.Thread | None = None
 
     def begin(self, request: orchestrator_pb2.BeginUploadRequest) -> orchestrator_pb2.UploadSession:
         header = request.header
         validate_id("episode", header.ep_id)
         if request.size_bytes <= 0:
             raise InvalidArgument(f"size_bytes must be the file's size in bytes (> 0), got {request.size_bytes}")
-        self._expire_idle()
         with self._lock:
+            if self._reaper is None:  # started with the first upload: an idle orchestrator runs no thread
+                self._reaper = threading.Thread(target=self._reap, name="upload-reaper", daemon=True)
+                self._reaper.start()
             if sum(1 for s in self._sessions.values() if s.episode is None) >= MAX_SESSIONS:
                 raise Unavailable(f"{MAX_SESSIONS} uploads are already open; retry when one has finished")
             session = _Session("upl-" + uuid.uuid4().hex, header, request.size_bytes)
@@ -214,6 +219,11 @@ class UploadSessions:
         except (grpc.RpcError, grpc.FutureCancelledError):
             return  # storage refused the stream: nothing was staged
         discard_staged(self._clients, staged.upload_id)
+
+    def _reap(self) -> None:
+        while True:
+            time.sleep(REAP_INTERVAL_S)
+            self._expire_idle()
 
     def _expire_idle(self) -> None:
         now = time.monotonic()
