@@ -5,17 +5,20 @@ continue tracks, one-hit tracks last):
 
 - Appearance: each track keeps an exponential moving average of the ArcFace embeddings of its
   unoccluded faces. Where a track and a detection both have one, the cost is a blend of 1 - IoU
-  and cosine distance, and a pair that is clearly two different people is forbidden whatever its
+  and cosine distance, and where there is doubt (a lost track re-acquired, a rival track or
+  detection nearby) a pair that is clearly two different people is forbidden whatever its
   overlap, so two faces crossing each other do not swap ids.
 - Bounded appearance cost: embeddings are asked for (appearance_wanted), never assumed. Only faces
   whose match is ambiguous (a detection near two tracks, a track near two detections, two
-  detections overlapping), confident faces that no track explains while a track with a known
-  appearance is missing (re-link candidates), and one face per track per refresh period (to keep
-  its average current) are embedded. The orchestrator hands those vectors on to the identity
-  stage, so none is computed twice.
+  detections overlapping), faces re-acquiring a lost track or confirming a new one, confident
+  faces no track explains while a track with a known appearance is missing (re-link candidates),
+  and one face per track per refresh period (to keep its average current) are embedded, at most
+  a few per frame. The orchestrator hands those vectors on to the identity stage, so none is
+  computed twice.
 - Re-linking: a lost track with a known appearance is re-attached by appearance alone to a new
   detection anywhere in the frame within a window (seconds, so it holds across fps and strides):
-  a person who walks behind someone for 2 s or leaves and re-enters keeps the id.
+  a person who walks behind someone for 2 s or leaves and re-enters keeps the id. A face first
+  seen too hidden to re-link gets a second chance when its new track would be confirmed.
 - NSA Kalman (StrongSORT): a confident detection is a more precise measurement, so its noise
   shrinks with the confidence.
 - Camera-motion compensation (BoT-SORT): the detector sends the affine motion between processed
