@@ -58,23 +58,15 @@ def test_sample_episode_meets_the_acceptance_numbers(
     assert report.idf1 is not None and report.idf1 >= 0.85, report.format_table()
     assert abs(report.predicted_identity_count - report.true_person_count) <= 1, report.format_table()
     assert report.tracks_spanning_cut == 0, report.format_table()
-    # The occlusion scenes are there to break an IoU-only tracker, and ByteTrack (the default) does:
-    # in the same-scale crossing (shot 9) Obama's detections continue Biden's lost track, and that
-    # mixed track clusters alone, unnamed (measured at stride 1: Obama +10.1 % screen time, label
-    # coverage 0.872). So one person, the one a swap lands on, may miss the strict bounds of the 30 s
-    # episode (|screen-time error| <= 0.10, label coverage >= 0.95) by one swap's worth; everyone
-    # else meets them. Nobody ever gets a wrong name.
-    missed = []
+    # The default pipeline (ByteTrack + track refinement) keeps the 30 s episode's bounds on the
+    # 42 s one. ByteTrack alone (--no-track-refine) would not: in the same-scale crossing it swaps
+    # Obama onto Biden's lost track, the mixed track clusters alone, and Obama ends at +10.1 % screen
+    # time and 0.872 label coverage (docs/evaluation.md).
     for person in report.persons:
-        assert person.screentime_rel_error is not None and abs(person.screentime_rel_error) <= 0.15, person
-        strict = abs(person.screentime_rel_error) <= 0.10
+        assert person.screentime_rel_error is not None and abs(person.screentime_rel_error) <= 0.10, person
         if person.person_id in ENROLLED:
-            assert person.label_coverage is not None and person.label_coverage >= 0.85, person
+            assert person.label_coverage is not None and person.label_coverage >= 0.95, person
             assert person.wrong_label_seconds == 0, person
-            strict = strict and person.label_coverage >= 0.95
-        if not strict:
-            missed.append(person.person_id)
-    assert len(missed) <= 1, report.format_table()
     assert report.unenrolled_labelled_seconds == 0
 
 
@@ -86,13 +78,13 @@ def test_occlusion_scenes_are_scored_on_their_own(
     occlusion = report.subsets["occlusion"]
     assert occlusion.frames_evaluated == sum(s.frames for s in SHOTS if "occlusion" in s.tags) == 400
     assert set(report.subsets) == {"occlusion", "crossing", "object", "reentry"}
-    # Detection holds up on the occlusion scenes (ByteTrack at stride 1: recall 1.000, precision
-    # 1.000); identity does not (IDF1 0.831, 4 ID switches: the crossing swap, a new id after the
-    # hand, a new id after re-entry). Floors below the measured values guard against regressions;
-    # the tracker comparison is `make bench-trackers` (docs/evaluation.md).
+    # Measured at stride 1 with the default pipeline: recall 1.000, precision 1.000, IDF1 0.970 (one
+    # switch: the man who walks back in after ~2 s gets a new id). ByteTrack alone has IDF1 0.831 here
+    # (4 switches); the 0.90 floor keeps the repair that track refinement does. Tracker against
+    # tracker: `make bench-trackers` (docs/evaluation.md).
     assert occlusion.recall is not None and occlusion.recall >= 0.95, report.format_table()
     assert occlusion.precision is not None and occlusion.precision >= 0.95, report.format_table()
-    assert occlusion.idf1 is not None and occlusion.idf1 >= 0.75, report.format_table()
+    assert occlusion.idf1 is not None and occlusion.idf1 >= 0.90, report.format_table()
 
 
 def test_cli_prints_progress_and_the_screen_time_table(
