@@ -60,6 +60,21 @@ async function runFromPage(page, stride, saveCrops) {
   return seen;
 }
 
+// S3 mode: crops come from presigned URLs of the S3 server, and deleting with the S3 choice removes objects.
+async function s3Scenario(page) {
+  await uploadEpisode(page, config.shortVideo, "short-s3");
+  await runFromPage(page, 2, true);
+  await page.locator("#run-done").getByRole("link", { name: "Review faces" }).click();
+  result.cropsShown = await cropsLoaded(page);
+  result.cropUrl = await page.locator(".crops img").first().getAttribute("src");
+  await shot(page, "s3-faces");
+  await page.goto(`${config.url}/#/`);
+  await page.locator('tr[data-episode="short-s3"]').getByRole("button", { name: "Delete…" }).click();
+  await page.getByRole("dialog").getByLabel("Also delete S3 artifacts").check();
+  await page.getByRole("dialog").getByRole("button", { name: "Delete episode" }).click();
+  result.deleted = await page.getByText(/^Deleted short-s3:/).textContent();
+}
+
 async function main() {
   const browser = await chromium.launch({ executablePath: config.chromium, headless: true, args: ["--no-sandbox"] });
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
@@ -68,156 +83,162 @@ async function main() {
     if (message.type() === "error") result.consoleErrors.push(message.text());
   });
   try {
-    // Episodes: empty, then the sample episode uploaded in chunks from the page.
-    await page.goto(config.url);
-    await page.getByText("No episodes yet").waitFor();
-    await uploadEpisode(page, config.video, "sample");
-
-    // Episode detail: a run started from the page; the bar moves with the server stream, then the banner.
-    const progress = await runFromPage(page, config.stride, true);
-    const values = progress.map(([value]) => value);
-    const [last, max] = progress.at(-1);
-    check(values.some((v) => v > 0 && v < max), `no intermediate progress seen: ${JSON.stringify(progress)}`);
-    check(values.every((v, i) => i === 0 || v >= values[i - 1]), `progress went backwards: ${values}`);
-    check(last === max && progress.at(-1)[2] === "done", `the bar did not end full: ${JSON.stringify(progress.at(-1))}`);
-    result.progress = progress;
-    result.banner = await page.locator("#run-done").textContent();
-    check(/retinaface \+ bytetrack/.test(result.banner) && /identities/.test(result.banner), result.banner);
-    await shot(page, "episode");
-
-    // Faces review: identity rows of real crops.
-    await page.locator("#run-done").getByRole("link", { name: "Review faces" }).click();
-    await identityRows(page).first().waitFor();
-    result.cropsShown = await cropsLoaded(page);
-    const ids = await identityRows(page).evaluateAll((rows) => rows.map((r) => r.dataset.identity));
-    result.identitiesBefore = ids;
-    check(ids.length >= 2, `the sample episode should give several identities, got ${ids}`);
-    await shot(page, "faces");
-
-    // Merge the smallest identity into the largest, name the largest.
-    const [target, source] = [ids[0], ids.at(-1)];
-    await row(page, source).getByLabel(`Merge ${source} into`).selectOption(target);
-    await row(page, source).getByRole("button", { name: "Merge into" }).click();
-    await page.getByText(`Merged ${source} into ${target}.`).waitFor();
-    check((await identityRows(page).count()) === ids.length - 1, "the merged identity is still listed");
-    await row(page, target).getByLabel(`Name for ${target}`).fill(config.name);
-    await row(page, target).getByLabel(`Name for ${target}`).press("Enter"); // forms submit from the keyboard
-    await page.getByText(`Renamed ${target} to ${config.name}.`).waitFor();
-
-    // Persisted: a reload reads the review state back from the services.
-    await page.reload();
-    await identityRows(page).first().waitFor();
-    check((await identityRows(page).count()) === ids.length - 1, "the merge did not survive a reload");
-    check((await row(page, source).count()) === 0, `${source} came back after the reload`);
-    check((await row(page, target).getByRole("heading", { level: 2 }).textContent()) === config.name, "the name did not survive a reload");
-    result.merged = { source, target, name: config.name };
-
-    // "Load more" follows ListTrackCrops' cursor: a row with more crops gets more images.
-    await cropsLoaded(page);
-    const offering = page.locator("section.identity", { has: page.locator("button.more:visible") });
-    check((await offering.count()) >= 1, "no identity row offers more crops");
-    const moreRow = row(page, await offering.first().getAttribute("data-identity"));
-    const shownBefore = await moreRow.locator(".crops img").count();
-    await moreRow.locator("button.more").click();
-    await page.waitForFunction(
-      ([id, n]) => document.querySelectorAll(`section[data-identity="${id}"] .crops img`).length > n,
-      [await moreRow.getAttribute("data-identity"), shownBefore],
-    );
-    result.loadMore = [shownBefore, await moreRow.locator(".crops img").count()];
-
-    // Track view: every crop of each track of the merged identity, then move / remove / delete a track.
-    await row(page, target).getByRole("button", { name: /^Tracks/ }).click();
-    const tracks = row(page, target).locator(".track");
-    await tracks.first().locator(".crops img").first().waitFor();
-    const trackIds = await tracks.evaluateAll((ts) => ts.map((t) => t.dataset.track));
-    check(trackIds.length >= 2, `the merged identity should have >= 2 tracks, got ${trackIds}`);
-    await page.waitForFunction((id) => !document.querySelector(`section[data-identity="${id}"] button[aria-expanded]`).disabled, target);
-    await cropsLoaded(page);
-    await shot(page, "faces-tracks");
-    const moved = trackIds.at(-1);
-    await tracks.last().getByLabel(`Move track ${moved} to`).selectOption("");
-    await tracks.last().getByRole("button", { name: "Move to" }).click();
-    await page.getByText(`Moved track ${moved} to a new identity.`).waitFor();
-    check((await identityRows(page).count()) === ids.length, "moving a track to a new identity made none");
-
-    await row(page, target).getByRole("button", { name: /^Tracks/ }).click();
-    const removed = trackIds[0];
-    await row(page, target).locator(`.track[data-track="${removed}"]`).getByRole("button", { name: "Remove from identity" }).click();
-    await page.getByText(`Removed track ${removed} from ${target}.`).waitFor();
-    const loose = page.locator("section.loose");
-    await loose.locator(`.track[data-track="${removed}"]`).waitFor();
-    await loose.locator(`.track[data-track="${removed}"]`).getByRole("button", { name: "Delete track" }).click();
-    await page.getByText(`Deleted track ${removed}.`).waitFor();
-    check(/0 unassigned, 1 deleted/.test(await page.locator("section.loose .meta").textContent()), "the deleted track is not counted");
-    await page.getByRole("button", { name: "Undo last change" }).click();
-    await page.getByText("Undid the last change.").waitFor();
-    check(/1 unassigned, 0 deleted/.test(await page.locator("section.loose .meta").textContent()), "undo did not restore the track");
-    await page.getByRole("button", { name: "Undo last change" }).click();
-    await page.locator("section.loose").waitFor({ state: "detached" });
-    check((await row(page, target).getByRole("button", { name: /^Tracks/ }).textContent()) === `Tracks (${trackIds.length - 1})`, "undo did not put the track back");
-    result.trackOps = { moved, removed };
-
-    // Screen time: a table and a timeline per person, with the reviewer's name in it.
-    await page.goto(`${config.url}/#/episodes/sample/screen-time`);
-    const person = page.locator("table.people tbody tr", { hasText: config.name });
-    await person.waitFor();
-    result.screenTimeSegments = await person.locator(".segment").count();
-    check(result.screenTimeSegments > 0, "no timeline segment for the named person");
-    result.screenTimeRows = await page.locator("table.screentime tbody tr").count();
-    await shot(page, "screen-time");
-
-    // Facebank: enrol from seed images; the group photo is rejected with its reason.
-    await page.goto(`${config.url}/#/facebank`);
-    await page.getByRole("heading", { name: "Facebank: default" }).waitFor();
-    await page.getByLabel("Name", { exact: true }).fill("Barack Obama");
-    await page.getByLabel("Seed images").setInputFiles(config.seedImages);
-    await page.getByRole("button", { name: "Enrol" }).click();
-    await page.locator("#enrol-result").waitFor({ timeout: 60_000 });
-    result.enrolled = await page.locator("#enrol-result").textContent();
-    result.rejected = await page.locator(".rejected li").allTextContents();
-    check((await page.locator('li.person[data-person="barack-obama"] img').count()) >= 1, "no exemplar crop shown");
-    await shot(page, "facebank");
-
-    // A second, short episode without crops: harvest them from the faces page.
-    await uploadEpisode(page, config.shortVideo, "short");
-    await runFromPage(page, 2, false);
-    await page.goto(`${config.url}/#/episodes/short/faces`);
-    await row(page, await identityRows(page).first().getAttribute("data-identity")).getByRole("button", { name: /^Tracks/ }).click();
-    await page.getByRole("button", { name: "Harvest crops" }).first().click();
-    await page.getByText(/Harvested [1-9]\d* crop\(s\)/).waitFor({ timeout: 60_000 });
-    result.harvestedCrops = await cropsLoaded(page);
-
-    // A service error reads as a sentence in the page.
-    await page.goto(`${config.url}/#/episodes/no-such-episode`);
-    await page.locator("#error").waitFor();
-    result.errorText = await page.locator("#error").textContent();
-
-    // Episodes: delete one with the S3 choice and see the counts, then delete all behind the phrase.
-    await page.goto(`${config.url}/#/`);
-    await page.locator('tr[data-episode="short"]').waitFor();
-    await shot(page, "episodes");
-    await page.locator('tr[data-episode="short"]').getByRole("button", { name: "Delete…" }).click();
-    await page.keyboard.press("Escape");
-    await page.getByRole("dialog").waitFor({ state: "detached" });
-    await page.locator('tr[data-episode="short"]').getByRole("button", { name: "Delete…" }).click();
-    await page.getByRole("dialog").getByLabel("Also delete S3 artifacts").check();
-    await page.getByRole("dialog").getByRole("button", { name: "Delete episode" }).click();
-    result.deleted = await page.getByText(/^Deleted short:/).textContent();
-    const deleteAll = page.getByRole("button", { name: "Delete all episodes" });
-    check(await deleteAll.isDisabled(), "delete all is enabled before the phrase is typed");
-    await page.getByLabel("Confirmation").fill("delete all episodes");
-    await deleteAll.click();
-    result.deletedAll = await page.getByText(/^Deleted 1 episode\(s\)/).textContent();
-    await page.getByText("No episodes yet").waitFor();
+    if (config.scenario === "s3") await s3Scenario(page);
+    else await reviewScenario(page);
   } catch (error) {
     await shot(page, "failure").catch(() => undefined);
     result.error = String(error.stack || error);
   } finally {
     await browser.close();
   }
-  writeFileSync(path.join(config.outDir, "result.json"), JSON.stringify(result, null, 1));
+  writeFileSync(path.join(config.outDir, `result-${config.scenario}.json`), JSON.stringify(result, null, 1));
   console.log(JSON.stringify(result));
   process.exit(result.error ? 1 : 0);
+}
+
+// The reviewer's day on the sample episode, local storage.
+async function reviewScenario(page) {
+  // Episodes: empty, then the sample episode uploaded in chunks from the page.
+  await page.goto(config.url);
+  await page.getByText("No episodes yet").waitFor();
+  await uploadEpisode(page, config.video, "sample");
+
+  // Episode detail: a run started from the page; the bar moves with the server stream, then the banner.
+  const progress = await runFromPage(page, config.stride, true);
+  const values = progress.map(([value]) => value);
+  const [last, max] = progress.at(-1);
+  check(values.some((v) => v > 0 && v < max), `no intermediate progress seen: ${JSON.stringify(progress)}`);
+  check(values.every((v, i) => i === 0 || v >= values[i - 1]), `progress went backwards: ${values}`);
+  check(last === max && progress.at(-1)[2] === "done", `the bar did not end full: ${JSON.stringify(progress.at(-1))}`);
+  result.progress = progress;
+  result.banner = await page.locator("#run-done").textContent();
+  check(/retinaface \+ bytetrack/.test(result.banner) && /identities/.test(result.banner), result.banner);
+  await shot(page, "episode");
+
+  // Faces review: identity rows of real crops.
+  await page.locator("#run-done").getByRole("link", { name: "Review faces" }).click();
+  await identityRows(page).first().waitFor();
+  result.cropsShown = await cropsLoaded(page);
+  const ids = await identityRows(page).evaluateAll((rows) => rows.map((r) => r.dataset.identity));
+  result.identitiesBefore = ids;
+  check(ids.length >= 2, `the sample episode should give several identities, got ${ids}`);
+  await shot(page, "faces");
+
+  // Merge the smallest identity into the largest, name the largest.
+  const [target, source] = [ids[0], ids.at(-1)];
+  await row(page, source).getByLabel(`Merge ${source} into`).selectOption(target);
+  await row(page, source).getByRole("button", { name: "Merge into" }).click();
+  await page.getByText(`Merged ${source} into ${target}.`).waitFor();
+  check((await identityRows(page).count()) === ids.length - 1, "the merged identity is still listed");
+  await row(page, target).getByLabel(`Name for ${target}`).fill(config.name);
+  await row(page, target).getByLabel(`Name for ${target}`).press("Enter"); // forms submit from the keyboard
+  await page.getByText(`Renamed ${target} to ${config.name}.`).waitFor();
+
+  // Persisted: a reload reads the review state back from the services.
+  await page.reload();
+  await identityRows(page).first().waitFor();
+  check((await identityRows(page).count()) === ids.length - 1, "the merge did not survive a reload");
+  check((await row(page, source).count()) === 0, `${source} came back after the reload`);
+  check((await row(page, target).getByRole("heading", { level: 2 }).textContent()) === config.name, "the name did not survive a reload");
+  result.merged = { source, target, name: config.name };
+
+  // "Load more" follows ListTrackCrops' cursor: a row with more crops gets more images.
+  await cropsLoaded(page);
+  const offering = page.locator("section.identity", { has: page.locator("button.more:visible") });
+  check((await offering.count()) >= 1, "no identity row offers more crops");
+  const moreRow = row(page, await offering.first().getAttribute("data-identity"));
+  const shownBefore = await moreRow.locator(".crops img").count();
+  await moreRow.locator("button.more").click();
+  await page.waitForFunction(
+    ([id, n]) => document.querySelectorAll(`section[data-identity="${id}"] .crops img`).length > n,
+    [await moreRow.getAttribute("data-identity"), shownBefore],
+  );
+  result.loadMore = [shownBefore, await moreRow.locator(".crops img").count()];
+
+  // Track view: every crop of each track of the merged identity, then move / remove / delete a track.
+  await row(page, target).getByRole("button", { name: /^Tracks/ }).click();
+  const tracks = row(page, target).locator(".track");
+  await tracks.first().locator(".crops img").first().waitFor();
+  const trackIds = await tracks.evaluateAll((ts) => ts.map((t) => t.dataset.track));
+  check(trackIds.length >= 2, `the merged identity should have >= 2 tracks, got ${trackIds}`);
+  await page.waitForFunction((id) => !document.querySelector(`section[data-identity="${id}"] button[aria-expanded]`).disabled, target);
+  await cropsLoaded(page);
+  await shot(page, "faces-tracks");
+  const moved = trackIds.at(-1);
+  await tracks.last().getByLabel(`Move track ${moved} to`).selectOption("");
+  await tracks.last().getByRole("button", { name: "Move to" }).click();
+  await page.getByText(`Moved track ${moved} to a new identity.`).waitFor();
+  check((await identityRows(page).count()) === ids.length, "moving a track to a new identity made none");
+
+  await row(page, target).getByRole("button", { name: /^Tracks/ }).click();
+  const removed = trackIds[0];
+  await row(page, target).locator(`.track[data-track="${removed}"]`).getByRole("button", { name: "Remove from identity" }).click();
+  await page.getByText(`Removed track ${removed} from ${target}.`).waitFor();
+  const loose = page.locator("section.loose");
+  await loose.locator(`.track[data-track="${removed}"]`).waitFor();
+  await loose.locator(`.track[data-track="${removed}"]`).getByRole("button", { name: "Delete track" }).click();
+  await page.getByText(`Deleted track ${removed}.`).waitFor();
+  check(/0 unassigned, 1 deleted/.test(await page.locator("section.loose .meta").textContent()), "the deleted track is not counted");
+  await page.getByRole("button", { name: "Undo last change" }).click();
+  await page.getByText("Undid the last change.").waitFor();
+  check(/1 unassigned, 0 deleted/.test(await page.locator("section.loose .meta").textContent()), "undo did not restore the track");
+  await page.getByRole("button", { name: "Undo last change" }).click();
+  await page.locator("section.loose").waitFor({ state: "detached" });
+  check((await row(page, target).getByRole("button", { name: /^Tracks/ }).textContent()) === `Tracks (${trackIds.length - 1})`, "undo did not put the track back");
+  result.trackOps = { moved, removed };
+
+  // Screen time: a table and a timeline per person, with the reviewer's name in it.
+  await page.goto(`${config.url}/#/episodes/sample/screen-time`);
+  const person = page.locator("table.people tbody tr", { hasText: config.name });
+  await person.waitFor();
+  result.screenTimeSegments = await person.locator(".segment").count();
+  check(result.screenTimeSegments > 0, "no timeline segment for the named person");
+  result.screenTimeRows = await page.locator("table.screentime tbody tr").count();
+  await shot(page, "screen-time");
+
+  // Facebank: enrol from seed images; the group photo is rejected with its reason.
+  await page.goto(`${config.url}/#/facebank`);
+  await page.getByRole("heading", { name: "Facebank: default" }).waitFor();
+  await page.getByLabel("Name", { exact: true }).fill("Barack Obama");
+  await page.getByLabel("Seed images").setInputFiles(config.seedImages);
+  await page.getByRole("button", { name: "Enrol" }).click();
+  await page.locator("#enrol-result").waitFor({ timeout: 60_000 });
+  result.enrolled = await page.locator("#enrol-result").textContent();
+  result.rejected = await page.locator(".rejected li").allTextContents();
+  check((await page.locator('li.person[data-person="barack-obama"] img').count()) >= 1, "no exemplar crop shown");
+  await shot(page, "facebank");
+
+  // A second, short episode without crops: harvest them from the faces page.
+  await uploadEpisode(page, config.shortVideo, "short");
+  await runFromPage(page, 2, false);
+  await page.goto(`${config.url}/#/episodes/short/faces`);
+  await row(page, await identityRows(page).first().getAttribute("data-identity")).getByRole("button", { name: /^Tracks/ }).click();
+  await page.getByRole("button", { name: "Harvest crops" }).first().click();
+  await page.getByText(/Harvested [1-9]\d* crop\(s\)/).waitFor({ timeout: 60_000 });
+  result.harvestedCrops = await cropsLoaded(page);
+
+  // A service error reads as a sentence in the page.
+  await page.goto(`${config.url}/#/episodes/no-such-episode`);
+  await page.locator("#error").waitFor();
+  result.errorText = await page.locator("#error").textContent();
+
+  // Episodes: delete one with the S3 choice and see the counts, then delete all behind the phrase.
+  await page.goto(`${config.url}/#/`);
+  await page.locator('tr[data-episode="short"]').waitFor();
+  await shot(page, "episodes");
+  await page.locator('tr[data-episode="short"]').getByRole("button", { name: "Delete…" }).click();
+  await page.keyboard.press("Escape");
+  await page.getByRole("dialog").waitFor({ state: "detached" });
+  await page.locator('tr[data-episode="short"]').getByRole("button", { name: "Delete…" }).click();
+  await page.getByRole("dialog").getByLabel("Also delete S3 artifacts").check();
+  await page.getByRole("dialog").getByRole("button", { name: "Delete episode" }).click();
+  result.deleted = await page.getByText(/^Deleted short:/).textContent();
+  const deleteAll = page.getByRole("button", { name: "Delete all episodes" });
+  check(await deleteAll.isDisabled(), "delete all is enabled before the phrase is typed");
+  await page.getByLabel("Confirmation").fill("delete all episodes");
+  await deleteAll.click();
+  result.deletedAll = await page.getByText(/^Deleted 1 episode\(s\)/).textContent();
+  await page.getByText("No episodes yet").waitFor();
 }
 
 main();

@@ -9,6 +9,7 @@ screenshots land in test-artifacts/web/.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import pytest
 
 from services.cli.stack import LocalStack
 from services.cli.web import DIST_DIR, WebFrontend, web_frontend
+from services.storage.seaweed import SeaweedServer
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "web"
@@ -30,26 +32,48 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
+def artifacts() -> Path:
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)  # no screenshot of an earlier run passes for this one's
+    ARTIFACTS.mkdir(parents=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="module")
 def frontend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebFrontend]:
     """A stack of its own: the scenario deletes every episode at the end."""
-    if not (DIST_DIR / "index.html").is_file():
-        pytest.fail("the web UI is not built: run `make web` (make test does)")
     data_root = tmp_path_factory.mktemp("web-stack")
     with LocalStack(data_root) as stack, web_frontend(stack, data_root) as running:
         yield running
 
 
-def test_review_ui_in_a_browser(frontend: WebFrontend, sample_episode: Path, media: Path) -> None:
+def _browse(frontend: WebFrontend, scenario: str, **config: object) -> dict:
+    """Run one scenario of review_ui.mjs in headless Chromium; its result, or the failure with context."""
     node, chromium = shutil.which("node"), shutil.which("chromium")
     if not node or not chromium:
         pytest.fail("node and chromium are needed (.ci/run installs them: apt-get install npm chromium)")
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)  # no screenshot of an earlier run passes for this one's
-    ARTIFACTS.mkdir(parents=True)
-    config = {
+    if not (DIST_DIR / "index.html").is_file():
+        pytest.fail("the web UI is not built: run `make web` (make test does)")
+    config |= {
+        "scenario": scenario,
         "url": frontend.url,
         "webDir": str(REPO / "web"),
         "chromium": chromium,
         "outDir": str(ARTIFACTS),
+    }
+    run = subprocess.run(
+        [node, str(SCRIPT), json.dumps(config)], capture_output=True, text=True, timeout=SCENARIO_TIMEOUT_S
+    )
+    lines = run.stdout.strip().splitlines()
+    assert lines, f"the browser script printed nothing; stderr:\n{run.stderr[-3000:]}"
+    result: dict = json.loads(lines[-1])
+    envoy_log = frontend.envoy.log_path.read_text(errors="replace")[-2000:]
+    assert "error" not in result, f"{result['error']}\nsteps done: {result['steps']}\nenvoy log tail:\n{envoy_log}"
+    assert result["consoleErrors"] == [], result["consoleErrors"]
+    return result
+
+
+def test_review_ui_in_a_browser(frontend: WebFrontend, artifacts: Path, sample_episode: Path, media: Path) -> None:
+    config = {
         "video": str(sample_episode / "episode.mp4"),
         "shortVideo": str(media / "single_face.mp4"),
         "stride": STRIDE,
@@ -57,14 +81,7 @@ def test_review_ui_in_a_browser(frontend: WebFrontend, sample_episode: Path, med
         "seedImages": [str(p) for p in sorted((sample_episode / "enrol" / "obama").glob("*"))]
         + [str(media / "multi_face.jpg")],
     }
-    run = subprocess.run(
-        [node, str(SCRIPT), json.dumps(config)], capture_output=True, text=True, timeout=SCENARIO_TIMEOUT_S
-    )
-    lines = run.stdout.strip().splitlines()
-    assert lines, f"the browser script printed nothing; stderr:\n{run.stderr[-3000:]}"
-    result = json.loads(lines[-1])
-    envoy_log = frontend.envoy.log_path.read_text(errors="replace")[-2000:]
-    assert "error" not in result, f"{result['error']}\nsteps done: {result['steps']}\nenvoy log tail:\n{envoy_log}"
+    result = _browse(frontend, "review", **config)
 
     # The progress bar was read from the page while the stream was live: it moved, then ended full.
     assert len({value for value, _, _ in result["progress"]}) >= 3, result["progress"]
@@ -75,10 +92,26 @@ def test_review_ui_in_a_browser(frontend: WebFrontend, sample_episode: Path, med
     assert any("multi_face.jpg" in r and "faces" in r for r in result["rejected"]), result["rejected"]
     assert "does not exist" in result["errorText"] and "no-such-episode" in result["errorText"]
     assert "1 local folder(s) and 0 S3 object(s) removed" in result["deleted"]
-    assert result["consoleErrors"] == [], result["consoleErrors"]
     for page in ("episode", "faces", "faces-tracks", "screen-time", "facebank", "episodes"):
         assert (ARTIFACTS / f"{page}.png").stat().st_size > 10_000, page
     _readme_image(ARTIFACTS / "faces.png", ARTIFACTS / "faces-review.png")
+
+
+def test_s3_mode_crops_and_delete_in_a_browser(
+    artifacts: Path, media: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Against a real S3 server (SeaweedFS on loopback): crops load from presigned URLs of the S3 endpoint,
+    and deleting with the S3 choice reports the objects it removed."""
+    root = tmp_path_factory.mktemp("web-s3")
+    with (
+        SeaweedServer(root / "seaweed") as s3,
+        LocalStack(root / "cache", extra_env=s3.env()) as stack,
+        web_frontend(stack, root) as frontend,
+    ):
+        result = _browse(frontend, "s3", shortVideo=str(media / "single_face.mp4"))
+    assert result["cropsShown"] >= 1 and result["cropUrl"].startswith(s3.endpoint_url), result["cropUrl"]
+    removed = re.search(r"(\d+) S3 object\(s\) removed", result["deleted"])
+    assert removed and int(removed.group(1)) > 0, result["deleted"]
 
 
 def _readme_image(screenshot: Path, out: Path) -> None:
