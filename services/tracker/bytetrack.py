@@ -179,13 +179,12 @@ class ByteTracker:
         Boxes with non-positive or below-min_box_side width or height are ignored.
         """
         settings = self._settings
-        if isinstance(frame, TrackerFrame):
-            boxes = frame.boxes
-            confidences = np.where(frame.candidate, np.minimum(frame.scores, settings.high_score), frame.scores)
-        else:
+        if not isinstance(frame, TrackerFrame):
             if scores is None:
                 raise ValueError("update(boxes_xyxy, scores) needs the scores of the boxes")
-            boxes, confidences = _validated_detections(frame, scores)
+            frame = TrackerFrame.of(frame, scores)  # validates shapes and values
+        boxes = frame.boxes
+        confidences = np.where(frame.candidate, np.minimum(frame.scores, settings.high_score), frame.scores)
         self._update_count += 1
 
         usable = self._usable_detection_mask(boxes)
@@ -355,25 +354,3 @@ class ByteTracker:
             if track.confirmed and track.state is _TrackState.TRACKED
         ]
         return sorted(assignments, key=lambda assignment: assignment.detection_index)
-
-
-def _validated_detections(boxes_xyxy: npt.ArrayLike, scores: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
-    """Return (N, 4) boxes and (N,) scores as float arrays, or raise ValueError saying what was expected."""
-    try:
-        boxes = np.asarray(boxes_xyxy, dtype=np.float64)
-        confidences = np.asarray(scores, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise ValueError(
-            f"boxes_xyxy must be numeric with shape (N, 4) and scores numeric with shape (N,): {error}"
-        ) from error
-    if boxes.ndim == 1 and boxes.size == 0:
-        boxes = boxes.reshape(0, 4)  # an empty list/array is an unambiguous "no detections"
-    if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"boxes_xyxy must have shape (N, 4) as (x1, y1, x2, y2), got shape {boxes.shape}")
-    if confidences.shape != (boxes.shape[0],):
-        raise ValueError(
-            f"scores must have shape (N,) = ({boxes.shape[0]},) to match boxes_xyxy, got shape {confidences.shape}"
-        )
-    if not (np.isfinite(boxes).all() and np.isfinite(confidences).all()):
-        raise ValueError("boxes_xyxy and scores must contain only finite values (no NaN or inf)")
-    return boxes, confidences
