@@ -7,6 +7,7 @@ previous batch while detection continues. Only crops and small messages cross th
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import threading
@@ -427,17 +428,18 @@ def detect_track_embed(
         report(StreamProgress(progress.frames, frames_total, time.monotonic() - started, len(progress.tracks)))
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="segment")
-    futures = [pool.submit(run, segment) for segment in segments]
+    # Merged in order and dropped once merged: a finished future keeps its result, and a
+    # segment's result holds its sampled crops (~47 KB each), which must not live to the end.
+    futures = collections.deque(pool.submit(run, segment) for segment in segments)
     try:
-        for future in futures:
-            while True:
-                if cancelled.is_set():
-                    stop.set()
-                try:
-                    merger.merge(future.result(timeout=PROGRESS_INTERVAL_S))
-                    break
-                except FutureTimeout:
-                    report_now()
+        while futures:
+            if cancelled.is_set():
+                stop.set()
+            try:
+                merger.merge(futures[0].result(timeout=PROGRESS_INTERVAL_S))
+                futures.popleft()
+            except FutureTimeout:
+                report_now()
         detect_track_s = time.monotonic() - started
         model_id, vectors, embed_s = embeds.results()
         crops_saved = crops.finish() if crops is not None else 0
