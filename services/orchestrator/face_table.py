@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -10,17 +11,21 @@ import numpy as np
 
 @dataclass
 class FaceTableBuilder:
-    """Accumulates faces frame by frame while the detection stream runs."""
+    """Accumulates faces frame by frame while the detection stream runs.
 
-    frames: list[int] = field(default_factory=list)
-    cut_frames: list[int] = field(default_factory=list)
-    _frame: list[int] = field(default_factory=list)
-    _box: list[list[float]] = field(default_factory=list)
-    _score: list[float] = field(default_factory=list)
-    _quality: list[float] = field(default_factory=list)
-    _landmarks: list[list[float]] = field(default_factory=list)
-    _track: list[int] = field(default_factory=list)
-    _candidate: list[bool] = field(default_factory=list)
+    Columns are typed arrays (4-8 bytes a value), not lists of Python floats (~24-32 bytes a value
+    plus a list per box): an hour of TV has tens of thousands of faces.
+    """
+
+    frames: array[int] = field(default_factory=lambda: array("q"))
+    cut_frames: array[int] = field(default_factory=lambda: array("q"))
+    _frame: array[int] = field(default_factory=lambda: array("q"))
+    _box: array[float] = field(default_factory=lambda: array("f"))  # 4 per face
+    _score: array[float] = field(default_factory=lambda: array("f"))
+    _quality: array[float] = field(default_factory=lambda: array("f"))
+    _landmarks: array[float] = field(default_factory=lambda: array("f"))  # 10 per face
+    _track: array[int] = field(default_factory=lambda: array("q"))
+    _candidate: array[int] = field(default_factory=lambda: array("b"))
 
     def __len__(self) -> int:
         return len(self._frame)
@@ -35,13 +40,15 @@ class FaceTableBuilder:
         track_id: int,
         candidate: bool = False,
     ) -> int:
+        if len(box) != 4 or len(landmarks) != 10:
+            raise ValueError(f"a face needs 4 box values and 10 landmark values, got {len(box)} and {len(landmarks)}")
         self._frame.append(frame)
-        self._box.append(box)
+        self._box.extend(box)
         self._score.append(score)
         self._quality.append(quality)
-        self._landmarks.append(landmarks)
+        self._landmarks.extend(landmarks)
         self._track.append(track_id)
-        self._candidate.append(candidate)
+        self._candidate.append(bool(candidate))
         return len(self._frame) - 1
 
     def frame_of(self, row: int) -> int:
@@ -51,24 +58,24 @@ class FaceTableBuilder:
         return self._track[row]
 
     def box_of(self, row: int) -> list[float]:
-        return self._box[row]
+        return self._box[4 * row : 4 * row + 4].tolist()
 
     def build(self, embedding_rows: np.ndarray, embeddings: np.ndarray) -> FaceTable:
         n = len(self._frame)
         return FaceTable(
-            frame=np.asarray(self._frame, np.int64),
-            xyxy=np.asarray(self._box, np.float32).reshape(n, 4),
-            score=np.asarray(self._score, np.float32),
-            quality=np.asarray(self._quality, np.float32),
-            landmarks=np.asarray(self._landmarks, np.float32).reshape(n, 10),
-            track_id=np.asarray(self._track, np.int64),
-            candidate=np.asarray(self._candidate, bool),
+            frame=np.frombuffer(self._frame, np.int64).copy(),
+            xyxy=np.frombuffer(self._box, np.float32).reshape(n, 4).copy(),
+            score=np.frombuffer(self._score, np.float32).copy(),
+            quality=np.frombuffer(self._quality, np.float32).copy(),
+            landmarks=np.frombuffer(self._landmarks, np.float32).reshape(n, 10).copy(),
+            track_id=np.frombuffer(self._track, np.int64).copy(),
+            candidate=np.frombuffer(self._candidate, np.int8).astype(bool),
             embedding_row=embedding_rows,
             embedding=embeddings.reshape(len(embedding_rows), -1)
             if len(embedding_rows)
             else np.zeros((0, 0), np.float32),
-            processed_frames=np.asarray(self.frames, np.int64),
-            cut_frames=np.asarray(self.cut_frames, np.int64),
+            processed_frames=np.frombuffer(self.frames, np.int64).copy(),
+            cut_frames=np.frombuffer(self.cut_frames, np.int64).copy(),
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -18,8 +19,13 @@ def _json(data: Any) -> bytes:
     return (json.dumps(data, indent=1, sort_keys=False) + "\n").encode()
 
 
-def _jsonl(rows: list[dict[str, Any]]) -> bytes:
-    return "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows).encode()
+def _jsonl(rows: Iterable[dict[str, Any]]) -> bytes:
+    """One JSON object per line; rows may be a generator, so a long episode's rows never all exist at once."""
+    out = io.BytesIO()
+    for row in rows:
+        out.write(json.dumps(row, separators=(",", ":")).encode())
+        out.write(b"\n")
+    return out.getvalue()
 
 
 def _box(values: np.ndarray) -> list[float]:
@@ -45,33 +51,32 @@ def detections_jsonl(faces: FaceTable, fps: float) -> bytes:
     by_frame: dict[int, list[int]] = {}
     for row in faces.faces().tolist():
         by_frame.setdefault(int(faces.frame[row]), []).append(row)
-    rows = []
-    for frame in faces.processed_frames.tolist():
-        rows.append(
-            {
-                "frame": frame,
-                "ts": round(frame / fps, 4),
-                "shot_boundary": frame in cuts,
-                "faces": [
-                    {
-                        "box": _box(faces.xyxy[r]),
-                        "score": round(float(faces.score[r]), 4),
-                        "quality": round(float(faces.quality[r]), 4),
-                        "landmarks": _box(faces.landmarks[r]),
-                        "track_id": int(faces.track_id[r]),
-                        "candidate": bool(faces.candidate[r]),
-                    }
-                    for r in by_frame.get(frame, [])
-                ],
-            }
-        )
-    return _jsonl(rows)
+
+    def face(r: int) -> dict[str, Any]:
+        return {
+            "box": _box(faces.xyxy[r]),
+            "score": round(float(faces.score[r]), 4),
+            "quality": round(float(faces.quality[r]), 4),
+            "landmarks": _box(faces.landmarks[r]),
+            "track_id": int(faces.track_id[r]),
+            "candidate": bool(faces.candidate[r]),
+        }
+
+    return _jsonl(
+        {
+            "frame": frame,
+            "ts": round(frame / fps, 4),
+            "shot_boundary": frame in cuts,
+            "faces": [face(r) for r in by_frame.get(frame, [])],
+        }
+        for frame in faces.processed_frames.tolist()
+    )
 
 
 def faces_jsonl(faces: FaceTable, fps: float, model_id: str) -> bytes:
     """One line per row of faces.npy: the sampled (embedded) faces."""
     return _jsonl(
-        [
+        (
             {
                 "row": i,
                 "frame": int(faces.frame[r]),
@@ -83,7 +88,7 @@ def faces_jsonl(faces: FaceTable, fps: float, model_id: str) -> bytes:
                 "embedding_model": model_id,
             }
             for i, r in enumerate(faces.embedding_row.tolist())
-        ]
+        )
     )
 
 
@@ -95,25 +100,24 @@ def faces_npy(faces: FaceTable) -> bytes:
 
 def tracks_jsonl(faces: FaceTable, result: IdentityResult, fps: float) -> bytes:
     identity_of = {t: i.identity_id for i in result.identities for t in i.track_ids}
-    rows = []
-    for track_id in faces.track_ids().tolist():
+
+    def track(track_id: int) -> dict[str, Any]:
         r = faces.rows_of_track(track_id)
         frames = faces.frame[r]
-        rows.append(
-            {
-                "track_id": track_id,
-                "identity_id": identity_of.get(track_id),
-                "start_frame": int(frames.min()),
-                "end_frame": int(frames.max()),
-                "start_s": round(float(frames.min()) / fps, 4),
-                "end_s": round(float(frames.max()) / fps, 4),
-                "num_faces": len(r),
-                "mean_quality": round(float(faces.quality[r].mean()), 4),
-                "frames": frames.tolist(),
-                "boxes": [_box(b) for b in faces.xyxy[r]],
-            }
-        )
-    return _jsonl(rows)
+        return {
+            "track_id": track_id,
+            "identity_id": identity_of.get(track_id),
+            "start_frame": int(frames.min()),
+            "end_frame": int(frames.max()),
+            "start_s": round(float(frames.min()) / fps, 4),
+            "end_s": round(float(frames.max()) / fps, 4),
+            "num_faces": len(r),
+            "mean_quality": round(float(faces.quality[r].mean()), 4),
+            "frames": frames.tolist(),
+            "boxes": [_box(b) for b in faces.xyxy[r]],
+        }
+
+    return _jsonl(track(t) for t in faces.track_ids().tolist())
 
 
 def identities_json(result: IdentityResult, model_id: str) -> bytes:
