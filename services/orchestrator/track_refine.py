@@ -1,7 +1,7 @@
 """Offline repair of tracks after the stream, for every tracker: split identity jumps, merge fragments.
 
 An online tracker decides frame by frame and never revisits a decision. With the whole episode in
-hand (and the embeddings the identity stage samples anyway, 1 per track per 0.5 s) two mistakes
+hand (and the embeddings the identity stage samples anyway, 1 per track per second) two mistakes
 are cheap to undo before identities are built:
 
 - Split: a track whose consecutive sampled embeddings jump to a different person, and stay there,
@@ -33,7 +33,8 @@ class TrackRefineSettings:
     # >= 0.47 similarity even turning away; different people <= 0.4 on real TV.
     split_distance: float = 0.7
     # The new appearance must hold: this many samples after the jump, all as far from the samples
-    # before it. 2 (a second of video): one odd sample (motion blur, a hand) is not a new person.
+    # before it. 2 (two seconds of video at the sampler's 1 s window): one odd sample (motion blur,
+    # a hand) is not a new person.
     split_confirm_samples: int = 2
     # Cosine distance between two fragments' mean embeddings below which they may be one person.
     # 0.4 (similarity > 0.6): same-person track means measured 0.5-0.93, so this misses a few true
