@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import time
 
 import grpc
 from faceflow.v1 import storage_pb2_grpc
@@ -13,6 +16,8 @@ from services.storage.backend import StorageBackend
 from services.storage.file_server import FileServer, UrlSigner
 from services.storage.local import LocalStorage
 from services.storage.server import SERVICE_NAME, StorageServicer
+
+log = logging.getLogger(__name__)
 
 
 def make_backend(settings: Settings) -> StorageBackend:
@@ -31,13 +36,39 @@ def make_backend(settings: Settings) -> StorageBackend:
     return local
 
 
+# A staged upload is adopted by CreateEpisode seconds after its last byte; one untouched for 6 h
+# belongs to a client that went away (a cancelled upload can race past the server's checks), and
+# a long upload keeps touching its file. Swept at start and every hour.
+STAGED_UPLOAD_TTL_S = 6 * 3600.0
+SWEEP_INTERVAL_S = 3600.0
+
+
+def sweep_staging_forever(backend: StorageBackend, interval_s: float = SWEEP_INTERVAL_S) -> threading.Thread:
+    def loop() -> None:
+        while True:
+            try:
+                swept = backend.sweep_staging(STAGED_UPLOAD_TTL_S)
+                if swept:
+                    log.info("swept stale staged uploads", extra={"uploads": swept})
+            except Exception as error:  # a failed sweep is retried next time; serving goes on
+                log.warning("staging sweep failed", extra={"error": str(error)})
+            time.sleep(interval_s)
+
+    thread = threading.Thread(target=loop, name="staging-sweep", daemon=True)
+    thread.start()
+    return thread
+
+
 def build(settings: Settings) -> ServiceParts:
     backend = make_backend(settings)
 
     def register(server: grpc.Server) -> None:
         storage_pb2_grpc.add_StorageServiceServicer_to_server(StorageServicer(backend), server)
 
-    return ServiceParts(register, [SERVICE_NAME], warm_up=lambda: None)
+    def warm_up() -> None:
+        sweep_staging_forever(backend)
+
+    return ServiceParts(register, [SERVICE_NAME], warm_up=warm_up)
 
 
 if __name__ == "__main__":

@@ -98,6 +98,11 @@ class StorageBackend(Protocol):
 
     def discard_upload(self, upload_id: str) -> None: ...
 
+    def sweep_staging(self, older_than_s: float, now: float | None = None) -> int:
+        """Delete staged uploads untouched for older_than_s (never adopted: a client that went away);
+        returns how many. `now` (epoch seconds) is for tests."""
+        ...
+
     def get_episode(self, ep_id: str) -> storage_pb2.Episode:
         """The record; video_uri is readable by the detector (a path, or a presigned URL on S3)."""
         ...

@@ -122,6 +122,16 @@ class LocalStorage:
     def discard_upload(self, upload_id: str) -> None:
         shutil.rmtree(self._staged(upload_id).parent, ignore_errors=True)
 
+    def sweep_staging(self, older_than_s: float, now: float | None = None) -> int:
+        cutoff = (time.time() if now is None else now) - older_than_s
+        swept = 0
+        for folder in (self.root / "staging").glob("up-*"):
+            files = [f for f in folder.rglob("*") if f.is_file()]
+            if all(f.stat().st_mtime < cutoff for f in files) and folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+                swept += 1
+        return swept
+
     def create_episode(
         self,
         ep_id: str,

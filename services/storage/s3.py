@@ -481,6 +481,18 @@ class S3Storage:
             upload_id=upload_id, uri=self._presign(video_key), size_bytes=reader.size, sha256=record["sha256"]
         )
 
+    def sweep_staging(self, older_than_s: float, now: float | None = None) -> int:
+        cutoff = (time.time() if now is None else now) - older_than_s
+        newest: dict[str, float] = {}
+        keys: dict[str, list[str]] = {}
+        for item in self._list_keys(self._key("staging") + "/"):
+            upload = item["Key"].rsplit("/", 2)[-2]
+            keys.setdefault(upload, []).append(item["Key"])
+            newest[upload] = max(newest.get(upload, 0.0), item["LastModified"].timestamp())
+        stale = [upload for upload, seen in newest.items() if seen < cutoff]
+        self._delete_keys([key for upload in stale for key in keys[upload]])
+        return len(stale)
+
     def _staged(self, upload_id: str) -> dict[str, Any]:
         found = self._read_json(self._key("staging", validate_id("upload", upload_id), UPLOAD_RECORD))
         if found is None:

@@ -395,3 +395,17 @@ def test_review_records_are_created_exactly_once(backend: Any, episode: str) -> 
     records = backend.list_review_records(episode)
     assert [seq for seq, _ in records] == [1, 2, 10]
     assert records[0][1] == b'{"a": 1}' and records[1][1] == f'{{"writer": {winners[0]}}}'.encode()
+
+
+def test_stale_staged_uploads_are_swept_and_fresh_ones_kept(backend: Any) -> None:
+    import time
+
+    fresh = backend.stage_upload("fresh.mp4", iter([b"fresh"]))
+    assert backend.sweep_staging(3600) == 0  # just written: kept
+    assert backend.sweep_staging(3600, now=time.time() + 7200) == 1  # two hours later: an orphan
+    with pytest.raises(NotFound):
+        backend.create_episode("ep-swept", "", VIDEO, "", False, upload_id=fresh.upload_id)
+    kept = backend.stage_upload("kept.mp4", iter([b"kept"]))
+    assert backend.sweep_staging(3600) == 0
+    episode = backend.create_episode("ep-kept", "", VIDEO, "", False, upload_id=kept.upload_id)
+    assert read_uri(episode.video_uri) == b"kept"
