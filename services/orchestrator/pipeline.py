@@ -42,9 +42,9 @@ log = logging.getLogger(__name__)
 Stage = orchestrator_pb2.Stage
 # Default sampling rate when no stride is asked for: ~5 processed frames per second of video
 # (stride 5 at 25 fps, 6 at 29.97/30, 10 at 50, 12 at 60). TV shots last 2-5 s and a face on screen
-# for screen time matters at ~0.2 s resolution, so 5 samples/s loses little (sample episode: recall
-# 0.98 -> 0.93, screen-time error 0.5% -> ~4%, all from one 22 px face) for ~1/5 of the stride-1
-# cost, which is what puts an hour of 720p inside 20 minutes on two cores (docs/performance.md).
+# for screen time matters at ~0.2 s resolution, so 5 samples/s loses little (30 s sample: recall
+# 0.98 -> 0.93, screen-time error 0.5% -> ~4%, nearly all from one fast 22 px face) for ~1/5 of the
+# stride-1 cost, which puts an hour of 720p inside 20 minutes on two cores (docs/performance.md).
 # Stride 1 stays available for work where every frame matters.
 DEFAULT_SAMPLES_PER_S = 5.0
 AUTO_STRIDE = 0  # RunSettings.stride before the video's fps is known
