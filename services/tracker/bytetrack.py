@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import Enum
 
 import numpy as np
 import numpy.typing as npt
 
 from services.tracker.association import fuse_score, iou_matrix, linear_assignment
-from services.tracker.interface import TrackAssignment, TrackerFrame
+from services.tracker.interface import TrackAssignment, TrackerFrame, TrackState, updates_spanning
 from services.tracker.kalman import FloatArray, KalmanBoxFilter, cxcyah_to_xyxy, xyxy_to_cxcyah
 
 
@@ -101,18 +100,10 @@ class ByteTrackSettings:
     @property
     def lost_buffer_updates(self) -> int:
         """How many consecutive update() calls a track may go unmatched before it is removed."""
-        updates = self.lost_buffer_s * self.frame_rate / self.frame_stride
-        # Round up (keep at least lost_buffer_s); the epsilon absorbs float error such as 29.999...
-        return max(0, math.ceil(updates - 1e-9))
+        return updates_spanning(self.lost_buffer_s, self.frame_rate, self.frame_stride)
 
 
 DEFAULT_BYTETRACK_SETTINGS = ByteTrackSettings()
-
-
-class _TrackState(Enum):
-    TRACKED = "tracked"  # matched in the latest update (confirmed or not)
-    LOST = "lost"  # confirmed, unmatched for a while, kept for re-association
-    REMOVED = "removed"  # dropped at the end of this update
 
 
 @dataclass
@@ -124,7 +115,7 @@ class _Track:
     covariance: FloatArray
     score: float
     confirmed: bool
-    state: _TrackState
+    state: TrackState
     first_update: int  # tracker update counter when the track started
     last_matched_update: int
 
@@ -208,11 +199,11 @@ class ByteTracker:
 
         # 2. Low detections vs tracks that were tracked until now and got nothing in step 1. Lost
         # tracks are excluded: a weak box far from where a lost face was is not worth the risk.
-        still_tracked = [track for track in first.unmatched_tracks if track.state is _TrackState.TRACKED]
+        still_tracked = [track for track in first.unmatched_tracks if track.state is TrackState.TRACKED]
         second = self._associate(still_tracked, boxes, confidences, low, settings.second_match_iou_distance, fuse=False)
         matches.extend(second.matches)
         for track in second.unmatched_tracks:
-            track.state = _TrackState.LOST
+            track.state = TrackState.LOST
 
         # 3. One-hit tracks vs the high detections left; unmatched ones were likely false positives.
         third = self._associate(
@@ -225,7 +216,7 @@ class ByteTracker:
         )
         matches.extend(third.matches)
         for track in third.unmatched_tracks:
-            track.state = _TrackState.REMOVED
+            track.state = TrackState.REMOVED
 
         for track, detection in matches:
             self._apply_match(track, boxes[detection], float(confidences[detection]))
@@ -258,7 +249,7 @@ class ByteTracker:
         means = np.stack([track.mean for track in tracks])
         covariances = np.stack([track.covariance for track in tracks])
         for row, track in enumerate(tracks):
-            if track.state is _TrackState.LOST:
+            if track.state is TrackState.LOST:
                 # An unobserved face should not keep growing or shrinking: freeze its height change.
                 means[row, 7] = 0.0
         means, covariances = self._kalman.multi_predict(means, covariances)
@@ -290,7 +281,7 @@ class ByteTracker:
         track.mean, track.covariance = self._kalman.update(track.mean, track.covariance, xyxy_to_cxcyah(box_xyxy))
         track.score = score
         track.last_matched_update = self._update_count
-        track.state = _TrackState.TRACKED
+        track.state = TrackState.TRACKED
         track.confirmed = True  # a second hit confirms a new track; lost tracks were confirmed already
 
     def _start_track(self, box_xyxy: FloatArray, score: float, confirmed: bool) -> _Track:
@@ -302,18 +293,18 @@ class ByteTracker:
             covariance=covariance,
             score=score,
             confirmed=confirmed,
-            state=_TrackState.TRACKED,
+            state=TrackState.TRACKED,
             first_update=self._update_count,
             last_matched_update=self._update_count,
         )
 
     def _rebuild_track_lists(self, new_tracks: list[_Track]) -> None:
         previous = self._tracked + self._lost
-        tracked = [track for track in previous if track.state is _TrackState.TRACKED] + new_tracks
+        tracked = [track for track in previous if track.state is TrackState.TRACKED] + new_tracks
         lost = [
             track
             for track in previous
-            if track.state is _TrackState.LOST
+            if track.state is TrackState.LOST
             and self._update_count - track.last_matched_update <= self._max_lost_updates
         ]
         self._tracked, self._lost = self._without_duplicates(tracked, lost)
@@ -334,7 +325,7 @@ class ByteTracker:
             else:
                 dropped_lost.add(int(col))
         for row in dropped_tracked:
-            tracked[row].state = _TrackState.REMOVED
+            tracked[row].state = TrackState.REMOVED
         return (
             [track for row, track in enumerate(tracked) if row not in dropped_tracked],
             [track for col, track in enumerate(lost) if col not in dropped_lost],
@@ -351,6 +342,6 @@ class ByteTracker:
                 score=float(confidences[detection]),
             )
             for track, detection in matches
-            if track.confirmed and track.state is _TrackState.TRACKED
+            if track.confirmed and track.state is TrackState.TRACKED
         ]
         return sorted(assignments, key=lambda assignment: assignment.detection_index)

@@ -13,7 +13,9 @@ A tracker that does not use appearance wants none.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -21,6 +23,20 @@ import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
+
+
+class TrackState(Enum):
+    """Where a track is in its life, for trackers built on ByteTrack's cascade."""
+
+    TRACKED = "tracked"  # matched in the latest update (confirmed or not)
+    LOST = "lost"  # confirmed, unmatched for a while, kept for re-association
+    REMOVED = "removed"  # dropped at the end of this update
+
+
+def updates_spanning(seconds: float, frame_rate: float, frame_stride: int) -> int:
+    """update() calls spanning `seconds` of video, rounded up so at least the time asked; the
+    epsilon absorbs float error such as 29.999..."""
+    return max(0, math.ceil(seconds * frame_rate / frame_stride - 1e-9))
 
 
 @dataclass(frozen=True)

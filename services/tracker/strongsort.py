@@ -31,13 +31,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import Enum
 
 import numpy as np
 import numpy.typing as npt
 
 from services.tracker.association import iou_matrix, linear_assignment
-from services.tracker.interface import BoolArray, TrackAssignment, TrackerFrame
+from services.tracker.interface import BoolArray, TrackAssignment, TrackerFrame, TrackState, updates_spanning
 from services.tracker.kalman import FloatArray, KalmanBoxFilter, cxcyah_to_xyxy, warp_states, xyxy_to_cxcyah
 
 IndexArray = npt.NDArray[np.intp]
@@ -156,16 +155,10 @@ class StrongSortSettings:
 
     def updates(self, seconds: float) -> int:
         """update() calls spanning `seconds` of video (rounded up, so at least the time asked)."""
-        return max(0, math.ceil(seconds * self.frame_rate / self.frame_stride - 1e-9))
+        return updates_spanning(seconds, self.frame_rate, self.frame_stride)
 
 
 DEFAULT_STRONGSORT_SETTINGS = StrongSortSettings()
-
-
-class _State(Enum):
-    TRACKED = "tracked"
-    LOST = "lost"
-    REMOVED = "removed"
 
 
 @dataclass
@@ -175,7 +168,7 @@ class _Track:
     covariance: FloatArray
     score: float
     confirmed: bool
-    state: _State
+    state: TrackState
     first_update: int
     last_matched_update: int
     feature: FloatArray | None = None  # unit vector, the average appearance
@@ -261,7 +254,7 @@ class StrongSortTracker:
             # face no track explains while a track with a known appearance is missing: a re-link.
             # A one-hit track about to be confirmed while a known face is missing: it may be that
             # face, first seen too hidden to re-link.
-            reacquires = any(tracks[t].state is _State.LOST and has_feature[t] for t in near_tracks)
+            reacquires = any(tracks[t].state is TrackState.LOST and has_feature[t] for t in near_tracks)
             unexplained = score > s.high_score and bool(unexplained_detection[d]) and orphaned.any()
             confirming = orphaned.any() and any(not tracks[t].confirmed for t in near_tracks)
             if ambiguous and has_feature[near_tracks].any():
@@ -273,7 +266,7 @@ class StrongSortTracker:
                 due = now - track.feature_update >= self._refresh_period
                 if (
                     track.confirmed
-                    and track.state is _State.TRACKED
+                    and track.state is TrackState.TRACKED
                     and due
                     and overlap[near_tracks[0], d] >= s.refresh_min_iou
                 ):
@@ -305,15 +298,15 @@ class StrongSortTracker:
         first = self._associate(confirmed + recently_lost, detections, high, s.match_iou_distance)
         matches = list(first.matches)
         # 2. Weak detections continue tracks that were followed until now (never lost ones).
-        still_tracked = [t for t in first.unmatched_tracks if t.state is _State.TRACKED]
+        still_tracked = [t for t in first.unmatched_tracks if t.state is TrackState.TRACKED]
         second = self._associate(still_tracked, detections, low, s.second_match_iou_distance)
         matches.extend(second.matches)
         for track in second.unmatched_tracks:
-            track.state = _State.LOST
+            track.state = TrackState.LOST
         # 3. One-hit tracks vs the confident detections left.
         third = self._associate(unconfirmed, detections, first.unmatched_detections, s.unconfirmed_match_iou_distance)
         for track in third.unmatched_tracks:
-            track.state = _State.REMOVED
+            track.state = TrackState.REMOVED
         # A one-hit track about to be confirmed may be a lost face back (its first view, half
         # hidden, was too unlike it to re-link): the lost track takes the detection and the young
         # one, never reported, goes.
@@ -322,7 +315,7 @@ class StrongSortTracker:
         with_vector = np.array([d for d in young if detections.has_embedding[d]], np.intp)
         for lost, d in self._relink(detections, with_vector, exclude=taken_tracks):
             lost.mean, lost.covariance = young[d].mean, young[d].covariance
-            young[d].state = _State.REMOVED
+            young[d].state = TrackState.REMOVED
             young[d] = lost
         matches.extend((t, d) for d, t in young.items())
         for track, d in matches:
@@ -350,7 +343,7 @@ class StrongSortTracker:
         assignments = [
             TrackAssignment(t.track_id, d, detections.boxes[d].copy(), float(frame.scores[d]))
             for t, d in matches
-            if t.confirmed and t.state is _State.TRACKED
+            if t.confirmed and t.state is TrackState.TRACKED
         ]
         return sorted(assignments, key=lambda a: a.detection_index)
 
@@ -376,7 +369,7 @@ class StrongSortTracker:
 
     def _in_motion(self, track: _Track, now: int) -> bool:
         """Whether a track takes part in overlap matching at update `now`."""
-        return track.state is _State.TRACKED or now - track.last_matched_update <= self._lost_buffer
+        return track.state is TrackState.TRACKED or now - track.last_matched_update <= self._lost_buffer
 
     def _advanced_states(self, tracks: list[_Track], frame: TrackerFrame) -> tuple[FloatArray, FloatArray]:
         """States of `tracks` moved by the camera and predicted one step (nothing is committed)."""
@@ -386,7 +379,7 @@ class StrongSortTracker:
         covariances = np.stack([t.covariance for t in tracks])
         if self._settings.use_camera_motion and frame.camera_motion is not None:
             means, covariances = warp_states(means, covariances, frame.camera_motion)
-        lost = np.array([t.state is _State.LOST for t in tracks])
+        lost = np.array([t.state is TrackState.LOST for t in tracks])
         means[lost, 7] = 0.0  # an unseen face should not keep growing or shrinking
         return self._kalman.multi_predict(means, covariances)
 
@@ -408,7 +401,7 @@ class StrongSortTracker:
         # a detection or track with a rival nearby.
         clean = ~detections.touching[candidates]
         near = iou_distance < 1.0 - s.ambiguity_iou
-        lost = np.array([t.state is _State.LOST for t in tracks], bool)
+        lost = np.array([t.state is TrackState.LOST for t in tracks], bool)
         rivalled = (near.sum(axis=0, keepdims=True) > 1) | (near.sum(axis=1, keepdims=True) > 1)
         doubt = lost[:, np.newaxis] | rivalled
         cost[known & (appearance > s.appearance_veto_distance) & clean[np.newaxis, :] & doubt] = np.inf
@@ -442,7 +435,7 @@ class StrongSortTracker:
         lost = [
             t
             for t in self._tracked + self._lost
-            if t.state is _State.LOST
+            if t.state is TrackState.LOST
             and t.feature is not None
             and now - t.last_matched_update <= self._relink_window
             and id(t) not in (exclude or set())
@@ -467,7 +460,7 @@ class StrongSortTracker:
             self._observe_appearance(track, detections.embeddings[d])
         track.score = score
         track.last_matched_update = self._update_count
-        track.state = _State.TRACKED
+        track.state = TrackState.TRACKED
         track.confirmed = True
 
     def _observe_appearance(self, track: _Track, vector: FloatArray) -> None:
@@ -487,7 +480,7 @@ class StrongSortTracker:
             covariance=covariance,
             score=float(detections.confidences[d]),
             confirmed=confirmed,
-            state=_State.TRACKED,
+            state=TrackState.TRACKED,
             first_update=self._update_count,
             last_matched_update=self._update_count,
         )
@@ -498,11 +491,11 @@ class StrongSortTracker:
     def _rebuild(self, new_tracks: list[_Track]) -> None:
         now = self._update_count
         previous = self._tracked + self._lost
-        tracked = [t for t in previous if t.state is _State.TRACKED] + new_tracks
+        tracked = [t for t in previous if t.state is TrackState.TRACKED] + new_tracks
         lost = [
             t
             for t in previous
-            if t.state is _State.LOST
+            if t.state is TrackState.LOST
             and now - t.last_matched_update
             <= (max(self._lost_buffer, self._relink_window) if t.feature is not None else self._lost_buffer)
         ]
@@ -525,7 +518,7 @@ class StrongSortTracker:
             ):
                 continue  # two people in one place (one hidden behind the other), not one face twice
             if old.last_matched_update - old.first_update > new.last_matched_update - new.first_update:
-                new.state = _State.REMOVED
+                new.state = TrackState.REMOVED
                 dropped.add(id(new))
             else:
                 dropped.add(id(old))
