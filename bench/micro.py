@@ -13,13 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
 from faceflow.v1 import orchestrator_pb2, orchestrator_pb2_grpc, storage_pb2
 
 from bench.procmem import PeakRss
 from bench.worker import EPISODE_ID, enrol_requests
 from services.cli.stack import LocalStack
-from services.common.server import CHANNEL_OPTIONS
 
 
 @dataclass
@@ -37,7 +35,7 @@ class MicroStack:
         self._stack = LocalStack(self.data_root, extra_env=self.extra_env)
         self._stack.start()
         self.startup_s = time.monotonic() - t0
-        self._channel = grpc.insecure_channel(self._stack.address("orchestrator"), CHANNEL_OPTIONS)
+        self._channel = self._stack.channel("orchestrator")
         self._orchestrator = orchestrator_pb2_grpc.OrchestratorServiceStub(self._channel)
         if self.enrol is not None:
             for request in enrol_requests(self.enrol):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 from faceflow.v1 import (
     detector_pb2_grpc,
@@ -17,7 +16,6 @@ from faceflow.v1 import (
 
 from services.cli.stack import LocalStack
 from services.common.config import Settings
-from services.common.server import CHANNEL_OPTIONS
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +40,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 
 @pytest.fixture(scope="session")
 def stubs(stack: LocalStack) -> Iterator[dict[str, object]]:
-    channels = {name: grpc.insecure_channel(stack.address(name), CHANNEL_OPTIONS) for name in stack.processes}
+    # Calls as the trusted local user (the stack's service token): the contract tests exercise the
+    # services' behaviour; what each role may do is tested in tests/contract/test_auth.py.
+    channels = {name: stack.channel(name) for name in stack.processes}
     yield {
         "channels": channels,
         "detector": detector_pb2_grpc.DetectorServiceStub(channels["detector"]),

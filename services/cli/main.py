@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import getpass
 import json
 import os
 import sys
@@ -20,8 +21,10 @@ from tqdm import tqdm
 from services.cli import render
 from services.cli.stack import ORDER, LocalStack
 from services.common import errors
+from services.common.auth import ClientCredentials
 from services.common.config import Settings
 from services.common.grpc_errors import from_rpc_error, translate_rpc_errors
+from services.common.local_issuer import LocalIssuer, parse_ttl
 from services.common.server import CHANNEL_OPTIONS
 from services.common.tls import TlsConfig, open_channel
 from services.storage.seaweed import SeaweedServer
@@ -35,10 +38,24 @@ class Session:
     orchestrator: orchestrator_pb2_grpc.OrchestratorServiceStub
     storage: storage_pb2_grpc.StorageServiceStub
     data_root: Path | None
+    # Calling with the stack's service token: the trusted local CLI, which may name files on this disk.
+    trusted_local: bool = False
 
 
 def _data_root(args: argparse.Namespace) -> Path:
     return Path(args.data_root or os.environ.get("FACEFLOW_DATA_ROOT") or "data").resolve()
+
+
+def running_stack_credentials(args: argparse.Namespace) -> ClientCredentials | None:
+    """FACEFLOW_TOKEN (a user's JWT) if set; else, on the machine that runs `faceflow up` with this data
+    root, its service token (the trusted local user); else none, and the services will say so."""
+    token = os.environ.get("FACEFLOW_TOKEN", "").strip()
+    if token:
+        return ClientCredentials(bearer=token)
+    service_token = LocalIssuer.at(_data_root(args)).service_token()
+    if service_token:
+        return ClientCredentials(service_token=service_token, acting_for=f"{getpass.getuser()}@local")
+    return None
 
 
 @contextmanager
@@ -48,12 +65,16 @@ def session(args: argparse.Namespace, services: tuple[str, ...] = ORDER) -> Iter
     storage_addr = os.environ.get("FACEFLOW_STORAGE_ADDR")
     if orchestrator_addr and storage_addr:
         tls = TlsConfig.from_settings(Settings.from_env())
+        credentials = running_stack_credentials(args)
         with (
-            open_channel(orchestrator_addr, tls, CHANNEL_OPTIONS) as o,
-            open_channel(storage_addr, tls, CHANNEL_OPTIONS) as s,
+            open_channel(orchestrator_addr, tls, CHANNEL_OPTIONS, credentials) as o,
+            open_channel(storage_addr, tls, CHANNEL_OPTIONS, credentials) as s,
         ):
             yield Session(
-                orchestrator_pb2_grpc.OrchestratorServiceStub(o), storage_pb2_grpc.StorageServiceStub(s), None
+                orchestrator_pb2_grpc.OrchestratorServiceStub(o),
+                storage_pb2_grpc.StorageServiceStub(s),
+                None,
+                trusted_local=bool(credentials and credentials.service_token),
             )
         return
     data_root = _data_root(args)
@@ -66,10 +87,13 @@ def session(args: argparse.Namespace, services: tuple[str, ...] = ORDER) -> Iter
         render.status(f"starting a local stack ({', '.join(services)}) on 127.0.0.1, data root {data_root}")
         stack = resources.enter_context(LocalStack(data_root, services, extra_env=extra_env))
         orch = stack.address("orchestrator") if "orchestrator" in services else stack.address("storage")
-        o = resources.enter_context(open_channel(orch, stack.tls(), CHANNEL_OPTIONS))
+        o = resources.enter_context(open_channel(orch, stack.tls(), CHANNEL_OPTIONS, stack.credentials()))
         s = resources.enter_context(stack.channel("storage"))
         yield Session(
-            orchestrator_pb2_grpc.OrchestratorServiceStub(o), storage_pb2_grpc.StorageServiceStub(s), data_root
+            orchestrator_pb2_grpc.OrchestratorServiceStub(o),
+            storage_pb2_grpc.StorageServiceStub(s),
+            data_root,
+            trusted_local=True,
         )
 
 
@@ -98,6 +122,10 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"export FACEFLOW_ORCHESTRATOR_ADDR={stack.address('orchestrator')} "
             f"FACEFLOW_STORAGE_ADDR={stack.address('storage')}"
         )
+        print(
+            f"every call needs a token: `faceflow auth token --data-root {data_root} --role reviewer` "
+            "(viewer | reviewer | admin); this machine's user may call without one"
+        )
         if args.web:
             from services.cli.web import web_frontend
 
@@ -120,15 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     with session(args) as s:
         if args.video:
-            with translate_rpc_errors("orchestrator"):
-                s.orchestrator.CreateEpisode(
-                    storage_pb2.CreateEpisodeRequest(
-                        ep_id=args.episode,
-                        source_path=str(Path(args.video).resolve()),
-                        show_id=args.show,
-                        replace_video=args.replace_video,
-                    )
-                )
+            create_episode(s, args.video, args.episode, args.show, args.replace_video)
         request = orchestrator_pb2.SubmitJobRequest(
             ep_id=args.episode, options=options, idempotency_key=args.idempotency_key or uuid.uuid4().hex
         )
@@ -147,12 +167,13 @@ UPLOAD_CHUNK = 1024 * 1024
 
 
 def create_episode(s: Session, video: str, ep_id: str, show: str, replace: bool) -> storage_pb2.Episode:
-    """A local stack reads the file where it is; remote services get it streamed (UploadEpisode)."""
+    """The trusted local CLI lets the stack read the file where it is; any other caller streams it
+    (UploadEpisode), since services never open a path a remote client chose."""
     path = Path(video)
     if not path.is_file():
         raise errors.NotFound(f"video file {video} does not exist")
     with translate_rpc_errors("orchestrator"):
-        if s.data_root is not None:
+        if s.trusted_local:
             return s.orchestrator.CreateEpisode(
                 storage_pb2.CreateEpisodeRequest(
                     ep_id=ep_id, source_path=str(path.resolve()), show_id=show, replace_video=replace
@@ -310,7 +331,7 @@ def cmd_episodes_harvest(args: argparse.Namespace) -> int:
 
 
 def _review_op(args: argparse.Namespace) -> orchestrator_pb2.ReviewOp:
-    op = orchestrator_pb2.ReviewOp(reviewer=os.environ.get("USER", ""))
+    op = orchestrator_pb2.ReviewOp()  # the orchestrator records who made it from the verified caller
     action = args.review_command
     if action == "rename":
         op.rename.CopyFrom(orchestrator_pb2.ReviewOp.Rename(identity_id=args.identity, name=args.name))
@@ -336,9 +357,7 @@ def cmd_review(args: argparse.Namespace) -> int:
         if args.review_command in ("show", "log"):
             state = s.orchestrator.GetReview(orchestrator_pb2.GetReviewRequest(ep_id=args.episode))
         elif args.review_command == "undo":
-            state = s.orchestrator.UndoReview(
-                orchestrator_pb2.UndoReviewRequest(ep_id=args.episode, reviewer=os.environ.get("USER", ""))
-            )
+            state = s.orchestrator.UndoReview(orchestrator_pb2.UndoReviewRequest(ep_id=args.episode))
         else:
             state = s.orchestrator.Review(orchestrator_pb2.ReviewRequest(ep_id=args.episode, op=_review_op(args)))
     render.review_state(state, show_log=args.review_command == "log")
@@ -428,6 +447,13 @@ def cmd_timeline(args: argparse.Namespace) -> int:
         + (f" -> {args.csv}" if args.csv else "")
         + (f" -> {args.json}" if args.json else "")
     )
+    return 0
+
+
+def cmd_auth_token(args: argparse.Namespace) -> int:
+    """Print a token signed by the local stack's issuer (DATA_ROOT/auth): for the web UI, FACEFLOW_TOKEN."""
+    issuer = LocalIssuer.at(_data_root(args))
+    print(issuer.mint(args.role, args.subject or getpass.getuser(), parse_ttl(args.ttl)))
     return 0
 
 
@@ -570,6 +596,15 @@ def build_parser() -> argparse.ArgumentParser:
     timeline.add_argument("--json", help="JSON file to write")
     timeline.set_defaults(func=cmd_timeline)
 
+    auth = sub.add_parser("auth", help="tokens of the local stack's issuer").add_subparsers(
+        dest="auth_command", required=True
+    )
+    token = auth.add_parser("token", help="print a signed token (web UI sign-in, FACEFLOW_TOKEN)")
+    token.add_argument("--role", required=True, choices=["viewer", "reviewer", "admin"])
+    token.add_argument("--subject", default="", help="who the token names (default: this machine's user)")
+    token.add_argument("--ttl", default="1h", help="lifetime: 90s, 15m, 1h, 7d (default 1h, at most 30d)")
+    token.set_defaults(func=cmd_auth_token)
+
     sample = sub.add_parser("sample", help="build the sample episode with ground truth")
     sample.add_argument("--media", type=Path, required=True)
     sample.add_argument("--out", type=Path, required=True)
@@ -608,7 +643,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except errors.FaceflowError as error:
         render.status(f"error: {error}")
-        user_errors = (errors.InvalidArgument, errors.NotFound, errors.FailedPrecondition, errors.AlreadyExists)
+        if isinstance(error, errors.Unauthenticated):
+            render.status(
+                "hint: set FACEFLOW_TOKEN to a token of this deployment "
+                "(local stack: `faceflow auth token --data-root DIR --role reviewer`)"
+            )
+        user_errors = (
+            errors.InvalidArgument,
+            errors.NotFound,
+            errors.FailedPrecondition,
+            errors.AlreadyExists,
+            errors.Unauthenticated,
+            errors.PermissionDenied,
+        )
         return EXIT_USER_ERROR if isinstance(error, user_errors) else EXIT_FAILURE
     except grpc.RpcError as error:
         render.status(f"error: {from_rpc_error(error, 'faceflow')}")

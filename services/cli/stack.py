@@ -1,7 +1,13 @@
-"""The local stack: the five services as processes on loopback, started and stopped together."""
+"""The local stack: the five services as processes on loopback, started and stopped together.
+
+It is authenticated like a cluster (services/common/auth.py): the stack's own issuer and service token
+live in DATA_ROOT/auth (services/common/local_issuer.py); whoever runs it on this machine calls it
+with the service token, as the trusted local CLI that may name files on this disk.
+"""
 
 from __future__ import annotations
 
+import getpass
 import os
 import signal
 import subprocess
@@ -14,8 +20,10 @@ from types import TracebackType
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.common.auth import ClientCredentials
 from services.common.config import Settings
 from services.common.errors import Unavailable
+from services.common.local_issuer import LocalIssuer
 from services.common.server import CHANNEL_OPTIONS
 from services.common.tls import TlsConfig, open_channel
 
@@ -58,8 +66,19 @@ class LocalStack:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
 
+    @property
+    def issuer(self) -> LocalIssuer:
+        return LocalIssuer.at(self.data_root)
+
+    def credentials(self, acting_for: str = "") -> ClientCredentials:
+        """The trusted local caller: the stack's service token, acting for this machine's user."""
+        return ClientCredentials(
+            service_token=self.issuer.service_token(), acting_for=acting_for or f"{_local_user()}@local"
+        )
+
     def start(self) -> None:
         self.data_root.mkdir(parents=True, exist_ok=True)
+        self.issuer.ensure()
         log_dir = self.log_dir or self.data_root / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         wanted = [s for s in ORDER if s in self.services]
@@ -78,9 +97,10 @@ class LocalStack:
         """The TLS client side of the stack's own settings (FACEFLOW_TLS_* in extra_env or the environment)."""
         return TlsConfig.from_settings(Settings.from_env({**os.environ, **self.extra_env}))
 
-    def channel(self, name: str) -> grpc.Channel:
-        """A channel to one of the stack's services, with TLS when the stack uses it."""
-        return open_channel(self.address(name), self.tls(), CHANNEL_OPTIONS)
+    def channel(self, name: str, credentials: ClientCredentials | None = None) -> grpc.Channel:
+        """A channel to one of the stack's services, with TLS when the stack uses it, calling as the
+        trusted local user unless other credentials (a user's token) are given."""
+        return open_channel(self.address(name), self.tls(), CHANNEL_OPTIONS, credentials or self.credentials())
 
     def replicas(self, module: str) -> list[ServiceProcess]:
         return [p for n, p in self.processes.items() if n == module or n.startswith(module + "-")]
@@ -108,7 +128,14 @@ class LocalStack:
         ]
         for dep in DEPENDENCIES.get(module, ()):
             args += [f"--{dep}-addr", ",".join(r.address for r in self.replicas(dep))]
-        env = {**os.environ, **self.extra_env}
+        # The stack's own issuer always wins over FACEFLOW_AUTH_* meant for another deployment; local
+        # file paths are allowed (only to service-token callers: this machine's user).
+        env = {
+            **os.environ,
+            "FACEFLOW_ALLOW_LOCAL_SOURCES": "true",
+            **self.extra_env,
+            **self.issuer.service_env(),
+        }
         with log_path.open("ab") as log:
             process = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL, start_new_session=True
@@ -166,3 +193,10 @@ class LocalStack:
                 service.process.kill()
                 service.process.wait()
         self.processes.clear()
+
+
+def _local_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "local"

@@ -20,6 +20,22 @@ STORAGE_BACKENDS = ("local", "s3")
 MODEL_BACKENDS = ("onnx", "triton")
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def parse_bool(raw: object, name: str) -> bool:
+    """The one true/false table for every boolean setting."""
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"{name}: {raw!r} is not one of {', '.join(_TRUE + _FALSE)}")
+
+
 @dataclass(frozen=True)
 class Settings:
     # Where storage keeps episodes, runs and the facebank (local backend).
@@ -53,6 +69,30 @@ class Settings:
     tls_ca_file: str = ""
     tls_client_auth: str = "none"
     tls_health_port: int = 0
+    # Authentication (services/common/auth.py, docs/security.md). Users present a JWT: its `iss` must be
+    # auth_issuer, its `aud` one of auth_audiences (comma-separated), its signature verifiable with a key
+    # of the JWKS in auth_jwks_file or at auth_jwks_uri. Their role comes from the auth_roles_claim claim,
+    # through auth_role_map ("group=role,..."; viewer/reviewer/admin always map to themselves).
+    auth_issuer: str = ""
+    auth_audiences: str = ""
+    auth_jwks_file: str = ""
+    auth_jwks_uri: str = ""
+    auth_roles_claim: str = "roles"
+    auth_role_map: str = ""
+    # Services call each other with the shared secret in this file (a Kubernetes Secret; the local
+    # stack writes one in DATA_ROOT/auth). Without it (and without a JWKS) a service refuses to start.
+    service_token_file: str = ""
+    # Orchestrator: accept CreateEpisode.source_path (a path on the server's disk) from service-token
+    # callers, i.e. the trusted local CLI; detector: open local paths outside the data root. Off in the chart.
+    allow_local_sources: bool = False
+    # Orchestrator admission: runs at once (more wait QUEUED), how long finished jobs stay listed,
+    # open chunked uploads per caller.
+    max_running_jobs: int = 2
+    job_retention_s: int = 6 * 3600
+    max_uploads_per_caller: int = 4
+    # Storage admission: the largest upload taken, and free space that must remain after it.
+    max_upload_bytes: int = 64 * 1024**3
+    upload_headroom_bytes: int = 2 * 1024**3
 
     @property
     def model_dir(self) -> Path:
@@ -80,7 +120,9 @@ class Settings:
             raw_value = values[f.name]
             default = getattr(settings, f.name)
             try:
-                if isinstance(default, Path):
+                if isinstance(default, bool):
+                    converted[f.name] = parse_bool(raw_value, f.name)
+                elif isinstance(default, Path):
                     converted[f.name] = Path(str(raw_value)).expanduser()
                 elif isinstance(default, int):
                     converted[f.name] = int(str(raw_value))
@@ -112,4 +154,12 @@ class Settings:
             raise InvalidArgument(f"segment_parallelism must be 0..64, got {settings.segment_parallelism}")
         if settings.model_threads < 0:
             raise InvalidArgument(f"model_threads must be >= 0, got {settings.model_threads}")
+        if not 1 <= settings.max_running_jobs <= 64:
+            raise InvalidArgument(f"max_running_jobs must be 1..64, got {settings.max_running_jobs}")
+        if settings.job_retention_s < 60:
+            raise InvalidArgument(f"job_retention_s must be >= 60 s, got {settings.job_retention_s}")
+        if settings.max_uploads_per_caller < 1:
+            raise InvalidArgument(f"max_uploads_per_caller must be >= 1, got {settings.max_uploads_per_caller}")
+        if settings.max_upload_bytes < 1 or settings.upload_headroom_bytes < 0:
+            raise InvalidArgument("max_upload_bytes must be > 0 and upload_headroom_bytes >= 0")
         return settings

@@ -32,3 +32,15 @@ class Unavailable(FaceflowError):
 
 class Cancelled(FaceflowError):
     """The work was cancelled by a client."""
+
+
+class Unauthenticated(FaceflowError):
+    """The call carries no credentials, or credentials that cannot be verified (expired, foreign key)."""
+
+
+class PermissionDenied(FaceflowError):
+    """The caller is known but its role does not allow this call."""
+
+
+class ResourceExhausted(FaceflowError):
+    """A limit was reached (size, free space, open uploads, rate): smaller or later may succeed."""

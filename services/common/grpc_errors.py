@@ -16,6 +16,9 @@ _TO_STATUS: dict[type[errors.FaceflowError], grpc.StatusCode] = {
     errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
     errors.Cancelled: grpc.StatusCode.CANCELLED,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 _FROM_STATUS = {code: cls for cls, code in _TO_STATUS.items()}
 _FROM_STATUS[grpc.StatusCode.DEADLINE_EXCEEDED] = errors.Unavailable

@@ -21,6 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
+from services.common.auth import AccessCheck, acting_as, restore
 from services.common.errors import FaceflowError
 from services.common.grpc_errors import status_for
 from services.common.tls import TlsConfig
@@ -55,10 +56,12 @@ class ServiceMetrics:
 
 
 class _ErrorAndMetricsInterceptor(grpc.ServerInterceptor):
-    """Maps domain errors to status codes in one place, and counts every RPC."""
+    """Checks who calls and whether they may (services/common/access.py), maps domain errors to status
+    codes in one place, and counts every RPC. The verified caller is current_principal() inside the call."""
 
-    def __init__(self, metrics: ServiceMetrics) -> None:
+    def __init__(self, metrics: ServiceMetrics, access: AccessCheck) -> None:
         self._metrics = metrics
+        self._access = access
 
     def intercept_service(self, continuation: Callable[..., Any], details: grpc.HandlerCallDetails) -> Any:
         handler = continuation(details)
@@ -104,13 +107,18 @@ class _ErrorAndMetricsInterceptor(grpc.ServerInterceptor):
     def _wrap_unary(self, behaviour: Callable[..., Any], method: str) -> Callable[..., Any]:
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
             started = time.monotonic()
+            token = None
             try:
+                token = acting_as(self._access.check(method, context.invocation_metadata()))
                 response = behaviour(request, context)
             except FaceflowError as error:
                 self._abort(context, method, error, started)
             except Exception:
                 self._finish(method, grpc.StatusCode.INTERNAL, started)
                 raise
+            finally:
+                if token is not None:
+                    restore(token)
             self._finish(method, context.code() or grpc.StatusCode.OK, started)
             return response
 
@@ -119,13 +127,18 @@ class _ErrorAndMetricsInterceptor(grpc.ServerInterceptor):
     def _wrap_stream(self, behaviour: Callable[..., Iterable[Any]], method: str) -> Callable[..., Iterator[Any]]:
         def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             started = time.monotonic()
+            token = None
             try:
+                token = acting_as(self._access.check(method, context.invocation_metadata()))
                 yield from behaviour(request, context)
             except FaceflowError as error:
                 self._abort(context, method, error, started)
             except Exception:
                 self._finish(method, grpc.StatusCode.INTERNAL, started)
                 raise
+            finally:
+                if token is not None:
+                    restore(token)
             self._finish(method, context.code() or grpc.StatusCode.OK, started)
 
         return wrapped
@@ -161,6 +174,7 @@ def start_service(
     register: Callable[[grpc.Server], None],
     service_full_names: list[str],
     *,
+    access: AccessCheck,
     host: str = "127.0.0.1",
     port: int = 0,
     metrics_port: int | None = 0,
@@ -168,11 +182,12 @@ def start_service(
     tls: TlsConfig | None = None,
     health_port: int = 0,
 ) -> RunningService:
-    """Bind and start a server (port 0 = any free port); health stays NOT_SERVING until set_serving()."""
+    """Bind and start a server (port 0 = any free port); health stays NOT_SERVING until set_serving().
+    Every call but gRPC health goes through `access` (there is no unauthenticated mode)."""
     metrics = ServiceMetrics()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name),
-        interceptors=[_ErrorAndMetricsInterceptor(metrics)],
+        interceptors=[_ErrorAndMetricsInterceptor(metrics, access)],
         options=CHANNEL_OPTIONS,
     )
     register(server)

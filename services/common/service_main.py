@@ -10,6 +10,8 @@ from pathlib import Path
 
 import grpc
 
+from services.common.access import required_role
+from services.common.auth import AccessCheck, AuthConfig, Authenticator
 from services.common.config import Settings
 from services.common.logging import configure_logging
 from services.common.server import run_until_signalled, start_service
@@ -55,11 +57,13 @@ def parse_flags(name: str, argv: Sequence[str] | None) -> tuple[argparse.Namespa
 def service_main(name: str, build: Callable[[Settings], ServiceParts], argv: Sequence[str] | None = None) -> None:
     args, settings = parse_flags(name, argv)
     configure_logging(name, settings.log_level)
+    access = AccessCheck(Authenticator(AuthConfig.from_settings(settings)), required_role)
     parts = build(settings)
     running = start_service(
         name,
         parts.register,
         parts.service_names,
+        access=access,
         host=settings.host,
         port=args.port,
         metrics_port=None if args.metrics_port < 0 else args.metrics_port,

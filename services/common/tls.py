@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 
+from services.common.auth import ClientCredentials
 from services.common.config import Settings
 from services.common.errors import InvalidArgument
 
@@ -67,8 +68,16 @@ class TlsConfig:
         return grpc.ssl_channel_credentials(self.ca)
 
 
-def open_channel(address: str, tls: TlsConfig | None, options: Sequence[tuple[str, Any]] = ()) -> grpc.Channel:
-    """A channel to another faceflow service, secure exactly when this process is configured for TLS."""
+def open_channel(
+    address: str,
+    tls: TlsConfig | None,
+    options: Sequence[tuple[str, Any]] = (),
+    credentials: ClientCredentials | None = None,
+) -> grpc.Channel:
+    """A channel to another faceflow service, secure exactly when this process is configured for TLS,
+    carrying `credentials` (a token: services/common/auth.py) on every call."""
     if tls is None:
-        return grpc.insecure_channel(address, options=list(options))
-    return grpc.secure_channel(address, tls.channel_credentials(), options=list(options))
+        channel = grpc.insecure_channel(address, options=list(options))
+    else:
+        channel = grpc.secure_channel(address, tls.channel_credentials(), options=list(options))
+    return credentials.intercept(channel) if credentials is not None else channel

@@ -12,6 +12,7 @@ from services.common.service_main import ServiceParts, service_main
 from services.common.warm import WarmValue
 from services.detector.retinaface import RetinaFaceDetector, RetinaFaceSettings
 from services.detector.server import SERVICE_NAME, DetectorServicer, LoadedDetector
+from services.detector.sources import VideoSources
 
 MODEL_NAME = "retinaface_mnet025"
 
@@ -20,7 +21,8 @@ def build(settings: Settings) -> ServiceParts:
     model: WarmValue[LoadedDetector] = WarmValue("the detector model")
 
     def register(server: grpc.Server) -> None:
-        detector_pb2_grpc.add_DetectorServiceServicer_to_server(DetectorServicer(model), server)
+        servicer = DetectorServicer(model, VideoSources.from_settings(settings))
+        detector_pb2_grpc.add_DetectorServiceServicer_to_server(servicer, server)
 
     def warm_up() -> None:
         spec, backend = load_model(settings, MODEL_NAME)

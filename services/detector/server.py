@@ -22,6 +22,7 @@ from services.detector.camera_motion import CameraMotionEstimator
 from services.detector.display_crops import display_crop_jpeg
 from services.detector.retinaface import RetinaFaceDetector
 from services.detector.shots import ShotCutDetector
+from services.detector.sources import VideoSources
 from services.detector.video import VideoProbe, display_uri, iter_frames, probe_video
 
 SERVICE_NAME = detector_pb2.DESCRIPTOR.services_by_name["DetectorService"].full_name
@@ -75,8 +76,9 @@ def faces_to_proto(
 
 
 class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
-    def __init__(self, model: WarmValue[LoadedDetector]) -> None:
+    def __init__(self, model: WarmValue[LoadedDetector], sources: VideoSources) -> None:
         self._model = model
+        self._sources = sources
         # One inference at a time per process: a call already uses every core; concurrent calls
         # would only interleave and multiply memory. Scale out with replicas instead.
         self._lock = threading.Lock()
@@ -111,11 +113,13 @@ class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
     ) -> detector_pb2.ProbeVideoResponse:
         if not request.video_uri:
             raise InvalidArgument("video_uri is empty")
+        self._sources.check(request.video_uri)
         return detector_pb2.ProbeVideoResponse(info=probe_to_proto(probe_video(request.video_uri)))
 
     def DetectVideo(
         self, request: detector_pb2.DetectVideoRequest, context: grpc.ServicerContext
     ) -> Iterator[detector_pb2.DetectVideoResponse]:
+        self._sources.check(request.video_uri)
         detector = self._detector(request.score_threshold)
         probe = probe_video(request.video_uri)
         start, end, stride = _frame_range(request, probe.frame_count)

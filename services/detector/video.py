@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -10,7 +11,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from services.common.errors import InvalidArgument, NotFound, Unavailable
+from services.detector.sources import is_url, local_path
+
+log = logging.getLogger(__name__)
 
 # Container frame counts are estimates (edit lists, variable frame rate): a stream may end a little
 # before the count without being damaged. Ending earlier than this is reported as truncation.
@@ -43,38 +47,25 @@ def _slack(frame_count: int) -> int:
     return max(FRAME_COUNT_SLACK_MIN, int(FRAME_COUNT_SLACK * frame_count))
 
 
-def _is_url(uri: str) -> bool:
-    return "://" in uri and not uri.startswith("file://")
-
-
 def display_uri(uri: str) -> str:
     """The URI without its query: presigned URLs carry credentials that must not reach logs or users."""
-    return uri.split("?", 1)[0] if _is_url(uri) else uri
-
-
-def _local_path(uri: str) -> str:
-    return uri.removeprefix("file://")
+    return uri.split("?", 1)[0] if is_url(uri) else uri
 
 
 def _open(uri: str) -> cv2.VideoCapture:
-    size = 0
-    if not _is_url(uri):
-        path = Path(_local_path(uri))
-        if not path.exists():
-            raise NotFound(f"video file {path} does not exist")
-        if not path.is_file():
-            raise InvalidArgument(f"{path} is not a file")
-        size = path.stat().st_size
-        if size == 0:
-            raise InvalidArgument(f"video file {path} is empty (0 bytes)")
-        if not os.access(path, os.R_OK):
-            raise FailedPrecondition(f"video file {path} is not readable by the detector")
-    capture = cv2.VideoCapture(_local_path(uri), cv2.CAP_FFMPEG)
+    """Open a video; errors name no path or URL (they travel to remote callers) and do not tell a
+    missing file from an unreadable one."""
+    if not is_url(uri):
+        path = Path(local_path(uri))
+        if not (path.is_file() and os.access(path, os.R_OK)):
+            log.info("video not readable", extra={"uri": display_uri(uri)})
+            raise NotFound("the video file does not exist or cannot be read")
+        if path.stat().st_size == 0:
+            raise InvalidArgument("the video file is empty (0 bytes)")
+    capture = cv2.VideoCapture(local_path(uri), cv2.CAP_FFMPEG)
     if not capture.isOpened():
         capture.release()
-        raise InvalidArgument(
-            f"{display_uri(uri)} cannot be opened as a video (not a video, or a corrupt or truncated file)"
-        )
+        raise InvalidArgument("the file cannot be opened as a video (not a video, or a corrupt or truncated file)")
     return capture
 
 
@@ -100,21 +91,21 @@ def probe_video(uri: str) -> VideoProbe:
         capture.release()
     if not ok or frame is None:
         raise InvalidArgument(
-            f"{display_uri(uri)} has no decodable frame (not a video, or a corrupt or truncated file)"
+            "the video has no decodable frame (not a video, or a corrupt or truncated file)"
         )
     if not tail_ok:
         raise InvalidArgument(
-            f"{display_uri(uri)} announces {frame_count} frames but its end cannot be decoded: "
+            f"the video announces {frame_count} frames but its end cannot be decoded: "
             "the file is truncated or corrupt"
         )
     if not (0 < fps <= MAX_FPS):
-        raise InvalidArgument(f"{display_uri(uri)} reports {fps:g} fps; expected a frame rate in (0, {MAX_FPS:g}]")
+        raise InvalidArgument(f"the video reports {fps:g} fps; expected a frame rate in (0, {MAX_FPS:g}]")
     if not (0 < width <= MAX_SIDE_PX and 0 < height <= MAX_SIDE_PX):
-        raise InvalidArgument(f"{display_uri(uri)} is {width}x{height}; sides must be between 1 and {MAX_SIDE_PX} px")
+        raise InvalidArgument(f"the video is {width}x{height}; sides must be between 1 and {MAX_SIDE_PX} px")
     if not (0 < frame_count <= MAX_FRAMES):
-        raise InvalidArgument(f"{display_uri(uri)} reports {frame_count} frames; expected 1 to {MAX_FRAMES}")
+        raise InvalidArgument(f"the video reports {frame_count} frames; expected 1 to {MAX_FRAMES}")
     codec = "".join(chr((fourcc >> (8 * i)) & 0xFF) for i in range(4)).strip("\x00 ") if fourcc else ""
-    size = 0 if _is_url(uri) else Path(_local_path(uri)).stat().st_size
+    size = 0 if is_url(uri) else Path(local_path(uri)).stat().st_size
     return VideoProbe(uri, fps, frame_count, width, height, codec, size)
 
 
@@ -145,13 +136,13 @@ def iter_frames(uri: str, start: int, end: int, stride: int) -> Iterator[tuple[i
             if not ok:
                 if end - index <= _slack(end):
                     return
-                if _is_url(uri):
+                if is_url(uri):
                     raise Unavailable(
-                        f"reading {display_uri(uri)} stopped at frame {index} of {end}: the video source became "
+                        f"reading the video stopped at frame {index} of {end}: the video source became "
                         "unreachable (or the file is truncated)"
                     )
                 raise InvalidArgument(
-                    f"{display_uri(uri)} ended at frame {index} of {end}: the file is truncated or corrupt"
+                    f"the video ended at frame {index} of {end}: the file is truncated or corrupt"
                 )
             index += 1
     finally:

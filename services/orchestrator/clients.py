@@ -9,6 +9,7 @@ from typing import TypeVar
 import grpc
 from faceflow.v1 import detector_pb2_grpc, embedder_pb2_grpc, storage_pb2_grpc, tracker_pb2_grpc
 
+from services.common.auth import ClientCredentials
 from services.common.config import Settings
 from services.common.errors import FailedPrecondition, Unavailable
 from services.common.grpc_errors import translate_rpc_errors
@@ -53,16 +54,17 @@ class ServiceClients:
                 + ", ".join(f"--{name}-addr (FACEFLOW_{name.upper()}_ADDR)" for name in missing)
             )
         tls = TlsConfig.from_settings(settings)
+        credentials = ClientCredentials.for_service(settings)
 
         def open_all(address_list: str) -> list[grpc.Channel]:
             # "a:1,b:2" is a list of replicas; "dns:///detector-headless:50051" one balanced channel.
             options = [*CHANNEL_OPTIONS, ("grpc.lb_policy_name", "round_robin")]
-            return [open_channel(a.strip(), tls, options) for a in address_list.split(",") if a.strip()]
+            return [open_channel(a.strip(), tls, options, credentials) for a in address_list.split(",") if a.strip()]
 
         detector_channels = open_all(addresses["detector"])
         embedder_channels = open_all(addresses["embedder"])
-        tracker = open_channel(addresses["tracker"], tls, CHANNEL_OPTIONS)
-        storage = open_channel(addresses["storage"], tls, CHANNEL_OPTIONS)
+        tracker = open_channel(addresses["tracker"], tls, CHANNEL_OPTIONS, credentials)
+        storage = open_channel(addresses["storage"], tls, CHANNEL_OPTIONS, credentials)
         detectors = [detector_pb2_grpc.DetectorServiceStub(c) for c in detector_channels]
         embedders = [embedder_pb2_grpc.EmbedderServiceStub(c) for c in embedder_channels]
         return cls(

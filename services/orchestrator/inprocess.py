@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +163,7 @@ def build_detector_stub(settings: Settings, detector_settings: Any) -> InProcess
     from services.detector.__main__ import MODEL_NAME
     from services.detector.retinaface import RetinaFaceDetector
     from services.detector.server import DetectorServicer, LoadedDetector
+    from services.detector.sources import VideoSources
 
     model: WarmValue[LoadedDetector] = WarmValue("the detector model")
     spec, backend = load_model(settings, MODEL_NAME)
@@ -170,7 +171,8 @@ def build_detector_stub(settings: Settings, detector_settings: Any) -> InProcess
     detector.detect_batch([np.zeros((360, 640, 3), np.uint8)] * 2)
     model.set(LoadedDetector(backend, detector, model_info(spec, backend)))
     server = _CapturingServer()
-    detector_pb2_grpc.add_DetectorServiceServicer_to_server(DetectorServicer(model), server)  # type: ignore[arg-type]
+    sources = VideoSources.from_settings(settings)
+    detector_pb2_grpc.add_DetectorServiceServicer_to_server(DetectorServicer(model, sources), server)  # type: ignore[arg-type]
     ((service_name, handlers),) = server.handlers.items()
     return InProcessStub(service_name, handlers)
 
@@ -186,6 +188,8 @@ def inprocess_clients(
     """
     if settings is None:
         settings = Settings.from_env(data_root=str(data_root) if data_root is not None else None)
+    # In one process there is no remote caller: the bench opens its own files wherever they are.
+    settings = replace(settings, allow_local_sources=True)
     stubs = {
         name: build_detector_stub(settings, detector_settings)
         if name == "detector" and detector_settings is not None

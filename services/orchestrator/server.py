@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import grpc
 from faceflow.v1 import detector_pb2, orchestrator_pb2, orchestrator_pb2_grpc, storage_pb2
 
-from services.common.errors import InvalidArgument
+from services.common.auth import audit_name, current_principal
+from services.common.errors import InvalidArgument, PermissionDenied
 from services.common.grpc_errors import translate_rpc_errors
 from services.common.ids import validate_id
 from services.orchestrator.clients import ServiceClients
@@ -22,9 +23,11 @@ SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService
 
 
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
-    def __init__(self, clients: ServiceClients, jobs: JobManager) -> None:
+    def __init__(self, clients: ServiceClients, jobs: JobManager, allow_local_sources: bool = False) -> None:
         self._clients = clients
         self._jobs = jobs
+        # Settings.allow_local_sources: the local stack's trusted CLI may name a file on this disk.
+        self._allow_local_sources = allow_local_sources
         self._review = ReviewService(clients)
         self._uploads = UploadSessions(clients)
 
@@ -32,8 +35,22 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self, request: storage_pb2.CreateEpisodeRequest, context: grpc.ServicerContext
     ) -> storage_pb2.Episode:
         validate_id("episode", request.ep_id)
+        if request.upload_id:
+            raise InvalidArgument("upload_id is internal to storage: upload with BeginUpload or UploadEpisode")
         if not request.source_path:
-            raise InvalidArgument("source_path is empty: give the path of the episode's video")
+            raise InvalidArgument(
+                "source_path is empty: upload the video (BeginUpload/UploadChunk/FinishUpload or UploadEpisode)"
+            )
+        principal = current_principal()
+        if not (self._allow_local_sources and principal is not None and principal.is_service):
+            # Never a path or URL from a remote caller: it would make the detector read server files
+            # or fetch from the cluster's network (SSRF).
+            raise PermissionDenied(
+                "a video is taken only as an upload (BeginUpload/UploadChunk/FinishUpload or UploadEpisode); "
+                "server paths are accepted only from the local CLI of a local stack"
+            )
+        if not request.source_path.startswith("/") or "://" in request.source_path:
+            raise InvalidArgument("source_path must be an absolute path on this machine")
         # Probe first: a file that is not a readable video never enters the store.
         with translate_rpc_errors("detector"):
             info = self._clients.detector.ProbeVideo(detector_pb2.ProbeVideoRequest(video_uri=request.source_path)).info
@@ -132,13 +149,16 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self, request: orchestrator_pb2.ReviewRequest, context: grpc.ServicerContext
     ) -> orchestrator_pb2.ReviewState:
         validate_id("episode", request.ep_id)
-        return self._review.review(request.ep_id, request.op)
+        op = orchestrator_pb2.ReviewOp()
+        op.CopyFrom(request.op)
+        op.reviewer = audit_name()  # the verified caller, never a name the client typed
+        return self._review.review(request.ep_id, op)
 
     def UndoReview(
         self, request: orchestrator_pb2.UndoReviewRequest, context: grpc.ServicerContext
     ) -> orchestrator_pb2.ReviewState:
         validate_id("episode", request.ep_id)
-        return self._review.undo(request.ep_id, request.reviewer)
+        return self._review.undo(request.ep_id, audit_name())
 
     def GetReview(
         self, request: orchestrator_pb2.GetReviewRequest, context: grpc.ServicerContext

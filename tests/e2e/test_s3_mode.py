@@ -14,7 +14,6 @@ import pytest
 from faceflow.v1 import orchestrator_pb2, orchestrator_pb2_grpc, storage_pb2, storage_pb2_grpc
 
 from services.cli.stack import LocalStack
-from services.common.server import CHANNEL_OPTIONS
 from services.storage.seaweed import SeaweedServer
 
 pytestmark = pytest.mark.e2e
@@ -32,7 +31,7 @@ def s3_stack(s3: SeaweedServer, tmp_path_factory: pytest.TempPathFactory) -> Ite
     # Two attempts: an outage must surface in seconds in the fault test, not after a minute of backoff.
     env = {**s3.env(), "FACEFLOW_S3_MAX_ATTEMPTS": "2"}
     with LocalStack(tmp_path_factory.mktemp("s3-cache"), extra_env=env) as stack:
-        channels = [grpc.insecure_channel(stack.address(n), CHANNEL_OPTIONS) for n in ("orchestrator", "storage")]
+        channels = [stack.channel(n) for n in ("orchestrator", "storage")]
         yield (
             stack,
             {

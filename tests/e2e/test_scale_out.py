@@ -7,12 +7,10 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 from faceflow.v1 import orchestrator_pb2, orchestrator_pb2_grpc, storage_pb2
 
 from services.cli.stack import LocalStack
-from services.common.server import CHANNEL_OPTIONS
 
 pytestmark = pytest.mark.e2e
 OPTIONS = orchestrator_pb2.RunOptions(stride=2, skip_crops=True)
@@ -24,7 +22,7 @@ def sharded(
 ) -> Iterator[tuple[LocalStack, orchestrator_pb2_grpc.OrchestratorServiceStub]]:
     with (
         LocalStack(tmp_path_factory.mktemp("sharded"), detector_replicas=3) as stack,
-        grpc.insecure_channel(stack.address("orchestrator"), CHANNEL_OPTIONS) as channel,
+        stack.channel("orchestrator") as channel,
     ):
         yield stack, orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
 
