@@ -8,9 +8,17 @@ DEMO_DIR := $(CURDIR)/data/demo
 SAMPLE_DIR := $(CURDIR)/data/sample
 BUF := .cache/tools/node_modules/.bin/buf
 
-.PHONY: setup protos models media sample demo test test-fast lint typecheck buf-lint clean bench bench-quick chart-check envoy
+.PHONY: setup protos models media sample demo test test-fast lint typecheck buf-lint clean bench bench-quick chart-check envoy system-packages-demo system-packages-test
 
-$(VENV)/bin/python:
+# Debian packages (python3-venv; for tests also npm and chromium) installed when missing, as root,
+# or a stop with the exact apt-get command: a fresh machine needs nothing installed by hand.
+system-packages-demo:
+	tools/system-packages.sh demo
+
+system-packages-test:
+	tools/system-packages.sh test
+
+$(VENV)/bin/python: | system-packages-demo
 	$(PYTHON) -m venv $(VENV)
 
 # Generated code first: the editable install maps the `faceflow` package only if it exists.
@@ -49,7 +57,7 @@ demo: sample
 	$(VENV)/bin/faceflow --data-root $(DEMO_DIR) run $(SAMPLE_DIR)/episode.mp4 --episode sample
 	$(VENV)/bin/faceflow --data-root $(DEMO_DIR) eval sample --ground-truth $(SAMPLE_DIR)/ground_truth.json
 
-test: models media lint typecheck buf-lint envoy triton-venv chart-check web
+test: system-packages-test models media lint typecheck buf-lint envoy triton-venv chart-check web
 	$(PY) -m pytest -q
 
 test-fast: setup
@@ -129,7 +137,7 @@ $(BUF):
 .PHONY: web
 WEB_SOURCES := $(shell find web/src -path web/src/gen -prune -o -type f -print 2>/dev/null) web/tsconfig.json web/buf.gen.yaml
 
-web/node_modules/.installed: web/package.json web/package-lock.json
+web/node_modules/.installed: web/package.json web/package-lock.json | system-packages-test
 	cd web && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
