@@ -146,9 +146,12 @@ def test_real_cuts_split_tracks_and_no_face_video_gives_nothing(stack: LocalStac
 
 
 def test_bad_input_from_the_cli(stack: LocalStack, media: Path, tmp_path: Path) -> None:
+    # This machine's user, against the running stack: its data root's service token, no FACEFLOW_TOKEN.
     env = {
         "FACEFLOW_ORCHESTRATOR_ADDR": stack.address("orchestrator"),
         "FACEFLOW_STORAGE_ADDR": stack.address("storage"),
+        "FACEFLOW_DATA_ROOT": str(stack.data_root),
+        "FACEFLOW_TOKEN": "",
     }
     text = tmp_path / "notes.mp4"
     text.write_text("not a video\n")
@@ -173,3 +176,46 @@ def test_bad_input_from_the_cli(stack: LocalStack, media: Path, tmp_path: Path) 
     assert not any((episodes / f"bad-{i}").exists() for i in (1, 2, 3))
     assert not (stack.data_root.parent / "etc").exists()
     assert not list((stack.data_root / "staging").glob("*"))  # failed uploads are discarded
+
+
+def test_a_remote_user_uploads_with_a_token_and_only_admins_delete(
+    stack: LocalStack, media: Path, tmp_path: Path
+) -> None:
+    """The CLI with FACEFLOW_TOKEN is a remote client: it streams the video (the services never open a
+    path it names), and its role decides what it may do; every delete is audited with its name."""
+    from services.common.local_issuer import LocalIssuer
+
+    issuer = LocalIssuer.at(stack.data_root)
+    remote = {
+        "FACEFLOW_ORCHESTRATOR_ADDR": stack.address("orchestrator"),
+        "FACEFLOW_STORAGE_ADDR": stack.address("storage"),
+        "FACEFLOW_DATA_ROOT": str(tmp_path / "elsewhere"),  # another machine: no service token here
+    }
+    nobody = faceflow("episodes", "list", env=remote | {"FACEFLOW_TOKEN": ""})
+    assert nobody.returncode == 2 and "needs credentials" in nobody.stderr and "FACEFLOW_TOKEN" in nobody.stderr
+
+    video = tmp_path / "clip.mp4"
+    video.write_bytes((media / "single_face.mp4").read_bytes())
+    reviewer = remote | {"FACEFLOW_TOKEN": issuer.mint("reviewer", "rita", 600)}
+    run = faceflow("run", str(video), "--episode", "remote-1", "--stride", "5", env=reviewer)
+    assert run.returncode == 0, run.stderr[-2000:]
+    stored = list((stack.data_root / "episodes" / "remote-1").glob("video.*"))
+    assert stored and stored[0].read_bytes() == video.read_bytes()  # uploaded into the store
+    video.unlink()
+    rerun = faceflow("run", "--episode", "remote-1", "--stride", "5", env=reviewer)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+
+    denied = faceflow("episodes", "delete", "remote-1", env=reviewer)
+    assert denied.returncode == 2 and "rita is a reviewer; DeleteEpisode needs the admin role" in denied.stderr
+    assert (stack.data_root / "episodes" / "remote-1").is_dir()
+
+    admin = remote | {"FACEFLOW_TOKEN": issuer.mint("admin", "ada", 600)}
+    deleted = faceflow("episodes", "delete", "remote-1", env=admin)
+    assert deleted.returncode == 0, deleted.stderr
+    assert not (stack.data_root / "episodes" / "remote-1").exists()
+    audit = [
+        json.loads(line)
+        for line in stack.processes["storage"].log_path.read_text().splitlines()
+        if '"audit"' in line and "remote-1" in line
+    ]
+    assert any(a.get("principal") == "ada (admin)" and a.get("local_dirs_removed") == 1 for a in audit), audit

@@ -108,6 +108,8 @@ def test_merge_rename_and_move_survive_a_rerun_and_undo_works(
     assert len(moved_now) == 1 and len(moved_now[0].track_ids) == 1  # the moved track is on its own
     reviewed = json.loads((stack.data_root / "episodes" / EP / "review.json").read_text())
     assert reviewed["run_id"] == second_run
+    # Every record names the verified caller (the stubs call as this machine's user), never a typed name.
+    assert after.log and all(entry.op.reviewer.endswith("@local") for entry in after.log), after.log
     folder = stack.data_root / "episodes" / EP
     people = json.loads((folder / "screentime.reviewed.json").read_text())["people"]
     assert [p["label"] for p in people] == ["Joe Biden"] and people[0]["seconds"] == pytest.approx(named[0].seconds)
