@@ -14,6 +14,7 @@ from services.orchestrator.harvest import harvest_crops
 from services.orchestrator.jobs import JobManager
 from services.orchestrator.pipeline import ProgressEvent, RunSettings, run_episode, validate_episode
 from services.orchestrator.server import SERVICE_NAME, OrchestratorServicer
+from services.orchestrator.uploads import UploadSessions
 
 
 def build(settings: Settings) -> ServiceParts:
@@ -30,10 +31,20 @@ def build(settings: Settings) -> ServiceParts:
     def harvest(job: orchestrator_pb2.Job, report: object, cancelled: threading.Event) -> orchestrator_pb2.RunSummary:
         return harvest_crops(clients, job, report, cancelled)  # type: ignore[arg-type]
 
-    jobs = JobManager({"run": run, "harvest_crops": harvest}, lambda: {"device": settings.device}, validate)
+    jobs = JobManager(
+        {"run": run, "harvest_crops": harvest},
+        lambda: {"device": settings.device},
+        validate,
+        max_running=settings.max_running_jobs,
+        retention_s=settings.job_retention_s,
+    )
 
     def register(server: grpc.Server) -> None:
-        orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(OrchestratorServicer(clients, jobs), server)
+        uploads = UploadSessions(
+            clients, max_per_caller=settings.max_uploads_per_caller, max_upload_bytes=settings.max_upload_bytes
+        )
+        servicer = OrchestratorServicer(clients, jobs, uploads, settings.allow_local_sources)
+        orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(servicer, server)
 
     def warm_up() -> None:
         # Ready only when every dependency is: a job submitted now would otherwise fail at once.

@@ -16,20 +16,28 @@ from services.orchestrator.enrolment import enroll_person, reembed_facebank
 from services.orchestrator.jobs import JobManager
 from services.orchestrator.pipeline import DETECTORS, MAX_STRIDE
 from services.orchestrator.review.service import ReviewService
-from services.orchestrator.uploads import UploadSessions, create_from_staged
+from services.orchestrator.uploads import (
+    NOT_A_VIDEO,
+    UploadSessions,
+    create_from_staged,
+    looks_like_video,
+    upload_name,
+)
 from services.tracker.registry import DEFAULT_TRACKER, TRACKERS
 
 SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
 
 
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
-    def __init__(self, clients: ServiceClients, jobs: JobManager, allow_local_sources: bool = False) -> None:
+    def __init__(
+        self, clients: ServiceClients, jobs: JobManager, uploads: UploadSessions, allow_local_sources: bool = False
+    ) -> None:
         self._clients = clients
         self._jobs = jobs
+        self._uploads = uploads
         # Settings.allow_local_sources: the local stack's trusted CLI may name a file on this disk.
         self._allow_local_sources = allow_local_sources
         self._review = ReviewService(clients)
-        self._uploads = UploadSessions(clients)
 
     def CreateEpisode(
         self, request: storage_pb2.CreateEpisodeRequest, context: grpc.ServicerContext
@@ -68,9 +76,16 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             raise InvalidArgument("the first UploadEpisode message must carry the episode header")
         header = first.header
         validate_id("episode", header.ep_id)
+        # The first chunk is read before storage sees a byte: a non-video is refused with nothing staged.
+        head = next(request_iterator, None)
+        if head is None or head.WhichOneof("payload") != "chunk" or not head.chunk:
+            raise InvalidArgument("the upload is empty: send the video's bytes after the header")
+        if not looks_like_video(head.chunk):
+            raise InvalidArgument(f"the upload {upload_name(header)!r} {NOT_A_VIDEO}")
 
         def staged_messages() -> Iterator[storage_pb2.StageUploadRequest]:
             yield storage_pb2.StageUploadRequest(filename=header.filename or "upload.mp4")
+            yield storage_pb2.StageUploadRequest(chunk=head.chunk)
             for message in request_iterator:
                 if message.WhichOneof("payload") != "chunk":
                     raise InvalidArgument("only the first UploadEpisode message may carry the header")

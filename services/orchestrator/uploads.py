@@ -4,12 +4,18 @@ A browser over gRPC-Web can only make unary and server-streaming calls, so it up
 BeginUpload -> UploadChunk(offset, data)... -> FinishUpload. Each session feeds one StageUpload stream
 to storage as the chunks arrive (the bytes are never collected here), and FinishUpload runs the same
 probe-then-create path as UploadEpisode: a file that is not a readable video never becomes an episode.
+
+Admission, before storage takes a byte: BeginUpload checks the declared size against the limit and
+asks storage whether it fits (CheckUploadCapacity); each caller has a few sessions open at most; the
+first chunk must start like a video container (`looks_like_video`), and only then is the storage
+stream opened.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import posixpath
 import queue
 import threading
 import time
@@ -21,7 +27,15 @@ from typing import TypeAlias
 import grpc
 from faceflow.v1 import detector_pb2, orchestrator_pb2, storage_pb2
 
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from services.common.auth import current_principal
+from services.common.errors import (
+    FaceflowError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
 from services.common.grpc_errors import translate_rpc_errors
 from services.common.ids import validate_id
 from services.orchestrator.clients import ServiceClients
@@ -30,42 +44,115 @@ Header: TypeAlias = orchestrator_pb2.UploadEpisodeRequest.Header
 
 # Bytes per chunk: well under the 4 MiB gRPC message a default client or proxy accepts.
 MAX_CHUNK_BYTES = 2 * 1024 * 1024
-# A session with no call for this long is aborted (a closed tab never says goodbye).
-IDLE_TIMEOUT_S = 600.0
+# A session with no call for this long is aborted (a closed tab never says goodbye). A chunk is at
+# most 2 MiB, under 20 s even at 1 Mbit/s, and a client sends the next as soon as one is taken: three
+# minutes of silence is a client that is gone, and its session (a storage stream, a staging file, one
+# of the caller's few slots) is better freed early.
+IDLE_TIMEOUT_S = 180.0
 # Seconds between sweeps for idle sessions.
 REAP_INTERVAL_S = 30.0
-# Open sessions at once; each holds a storage stream and a staging file.
+# Open sessions at once, all callers together; each holds a storage stream and a staging file.
 MAX_SESSIONS = 16
 # Chunks queued towards storage before UploadChunk waits: backpressure, not buffering.
 QUEUE_CHUNKS = 4
 # Seconds UploadChunk waits for storage to take a chunk, and FinishUpload for storage to commit.
 STORAGE_WAIT_S = 120.0
+# Defaults of Settings.max_uploads_per_caller and Settings.max_upload_bytes.
+MAX_PER_CALLER = 4
+MAX_UPLOAD_BYTES = 64 * 1024**3
+# Bytes of the first chunk needed to tell a video container (RIFF....AVI is the longest signature).
+SNIFF_BYTES = 12
+NOT_A_VIDEO = "does not start like a video file (MP4/MOV, MKV/WebM, AVI, MPEG-TS...)"
+
+# ISO base media (MP4, MOV, 3GP...): the first box's type at bytes 4..8. `ftyp` in any recent file;
+# QuickTime files may start with their movie, data or padding boxes instead.
+_ISO_BOXES = (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip")
+_SIGNATURES = (
+    b"\x1a\x45\xdf\xa3",  # Matroska / WebM (EBML)
+    b"\x00\x00\x01\xba",  # MPEG program stream (pack header)
+    b"FLV\x01",
+    b"\x30\x26\xb2\x75\x8e\x66\xcf\x11",  # ASF / WMV header GUID
+    b"OggS",
+)
+_TS_SYNC = 0x47
+# MPEG transport stream: 188-byte packets; M2TS (Blu-ray, AVCHD) puts a 4-byte timestamp before each.
+_TS_LAYOUTS = ((0, 188), (4, 192))
+
+
+def looks_like_video(head: bytes) -> bool:
+    """Whether a file starting with `head` is in a video container we could probe. A cheap screen that
+    keeps obvious non-videos (documents, images, archives, random bytes) out of storage; the
+    detector's probe still decides whether the file is a readable video."""
+    if head[4:8] in _ISO_BOXES or head.startswith(_SIGNATURES):
+        return True
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return True
+    for start, packet in _TS_LAYOUTS:
+        # The sync byte at the start of each of the first three packets the head holds.
+        syncs = range(start, min(len(head), start + 3 * packet), packet)
+        if len(syncs) and all(head[i] == _TS_SYNC for i in syncs):
+            return True
+    return False
+
+
+def upload_name(header: Header) -> str:
+    """The upload's file name as messages show it: the client's name, never a path of ours."""
+    return posixpath.basename(header.filename.replace("\\", "/")) or "upload.mp4"
+
+
+def _without(message: str, uri: str, name: str) -> str:
+    """The message with every spelling of the staged file's location replaced by the upload's name."""
+    plain = uri.removeprefix("file://")
+    spellings = {uri, uri.split("?", 1)[0], plain, plain.split("?", 1)[0]} - {""}
+    for spelling in sorted(spellings, key=len, reverse=True):
+        message = message.replace(spelling, repr(name))
+    return message
+
+
+def _human_size(size: int) -> str:
+    """A size for a person: 10.0 TiB, 64.0 GiB, 3.5 MiB."""
+    for unit, scale in (("TiB", 1024**4), ("GiB", 1024**3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size / 1024**2:.1f} MiB"
 
 
 def create_from_staged(
     clients: ServiceClients, header: Header, staged: storage_pb2.StagedUpload
 ) -> storage_pb2.Episode:
-    """Probe a staged upload through the detector and move it into the episode; discard it on any failure."""
+    """Probe a staged upload through the detector and move it into the episode; discard it on any failure.
+
+    Errors name the upload by its file name: where it was staged is the server's business (and a
+    presigned URL carries credentials)."""
+    name = upload_name(header)
     try:
-        try:
-            with translate_rpc_errors("detector"):
-                probe = detector_pb2.ProbeVideoRequest(video_uri=staged.uri)
-                info = clients.detector.ProbeVideo(probe).info
-        except InvalidArgument as error:
-            raise InvalidArgument(f"the upload {header.filename!r} is not a readable video: {error}") from None
-        with translate_rpc_errors("storage"):
-            return clients.storage.CreateEpisode(
-                storage_pb2.CreateEpisodeRequest(
-                    ep_id=header.ep_id,
-                    upload_id=staged.upload_id,
-                    video=info,
-                    show_id=header.show_id,
-                    replace_video=header.replace_video,
-                )
-            )
+        return _probe_and_create(clients, header, staged, name)
+    except FaceflowError as error:
+        discard_staged(clients, staged.upload_id)
+        raise type(error)(_without(str(error), staged.uri, name)) from None
     except BaseException:
         discard_staged(clients, staged.upload_id)
         raise
+
+
+def _probe_and_create(
+    clients: ServiceClients, header: Header, staged: storage_pb2.StagedUpload, name: str
+) -> storage_pb2.Episode:
+    try:
+        with translate_rpc_errors("detector"):
+            info = clients.detector.ProbeVideo(detector_pb2.ProbeVideoRequest(video_uri=staged.uri)).info
+    except InvalidArgument as error:
+        raise InvalidArgument(f"the upload {name!r} is not a readable video: {error}") from None
+    with translate_rpc_errors("storage"):
+        return clients.storage.CreateEpisode(
+            storage_pb2.CreateEpisodeRequest(
+                ep_id=header.ep_id,
+                upload_id=staged.upload_id,
+                video=info,
+                show_id=header.show_id,
+                replace_video=header.replace_video,
+            )
+        )
 
 
 def discard_staged(clients: ServiceClients, upload_id: str) -> None:
@@ -78,8 +165,9 @@ class _Session:
     session_id: str
     header: Header
     size_bytes: int
+    owner: str  # the caller it counts against (audit name)
     chunks: queue.Queue[bytes | None] = field(default_factory=lambda: queue.Queue(QUEUE_CHUNKS))
-    call: grpc.Future = field(init=False)
+    call: grpc.Future | None = None  # the storage stream, opened by the first chunk that looks like a video
     received: int = 0
     last_chunk: tuple[int, str] = (-1, "")  # (offset, sha256) of the last chunk taken, for retries
     episode: storage_pb2.Episode | None = None
@@ -100,28 +188,57 @@ class _Session:
 class UploadSessions:
     """The open chunked uploads of this orchestrator (in memory, like its jobs)."""
 
-    def __init__(self, clients: ServiceClients) -> None:
+    def __init__(
+        self,
+        clients: ServiceClients,
+        max_per_caller: int = MAX_PER_CALLER,
+        max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    ) -> None:
         self._clients = clients
+        self._max_per_caller = max_per_caller  # Settings.max_uploads_per_caller
+        self._max_upload_bytes = max_upload_bytes  # Settings.max_upload_bytes
         self._sessions: dict[str, _Session] = {}
         self._lock = threading.Lock()
         self._reaper: threading.Thread | None = None
 
     def begin(self, request: orchestrator_pb2.BeginUploadRequest) -> orchestrator_pb2.UploadSession:
+        """Admit an upload before any byte is sent: its declared size, the caller's open sessions,
+        and storage's word that it fits (a storage that is down fails here, not at the last chunk)."""
         header = request.header
         validate_id("episode", header.ep_id)
-        if request.size_bytes <= 0:
-            raise InvalidArgument(f"size_bytes must be the file's size in bytes (> 0), got {request.size_bytes}")
+        size = request.size_bytes
+        if size <= 0:
+            raise InvalidArgument(f"size_bytes must be the file's size in bytes (> 0), got {size}")
+        if size > self._max_upload_bytes:
+            raise InvalidArgument(
+                f"the upload {upload_name(header)!r} is {_human_size(size)}; the largest upload taken is "
+                f"{_human_size(self._max_upload_bytes)}"
+            )
+        owner = _caller()
         with self._lock:
+            self._check_open(owner)
+        with translate_rpc_errors("storage"):
+            self._clients.storage.CheckUploadCapacity(storage_pb2.CheckUploadCapacityRequest(size_bytes=size))
+        with self._lock:
+            self._check_open(owner)  # again: the caller may have begun others meanwhile
             if self._reaper is None:  # started with the first upload: an idle orchestrator runs no thread
                 self._reaper = threading.Thread(target=self._reap, name="upload-reaper", daemon=True)
                 self._reaper.start()
-            if sum(1 for s in self._sessions.values() if s.episode is None) >= MAX_SESSIONS:
-                raise Unavailable(f"{MAX_SESSIONS} uploads are already open; retry when one has finished")
-            session = _Session("upl-" + uuid.uuid4().hex, header, request.size_bytes)
-            # The storage stream starts now: a storage that is down fails the first chunk, not the last.
-            session.call = self._clients.storage.StageUpload.future(session.messages())
+            session = _Session("upl-" + uuid.uuid4().hex, header, size, owner)
             self._sessions[session.session_id] = session
         return session.status()
+
+    def _check_open(self, owner: str) -> None:
+        """The global limit and the caller's (under self._lock)."""
+        open_sessions = [s for s in self._sessions.values() if s.episode is None]
+        if len(open_sessions) >= MAX_SESSIONS:
+            raise Unavailable(f"{MAX_SESSIONS} uploads are already open; retry when one has finished")
+        mine = sum(1 for s in open_sessions if s.owner == owner)
+        if mine >= self._max_per_caller:
+            raise ResourceExhausted(
+                f"you have {mine} uploads open; finish or abort one (at most {self._max_per_caller} at once, "
+                f"an unused one is dropped after {IDLE_TIMEOUT_S / 60:.0f} minutes)"
+            )
 
     def chunk(self, request: orchestrator_pb2.UploadChunkRequest) -> orchestrator_pb2.UploadSession:
         session = self._get(request.session_id)
@@ -139,6 +256,8 @@ class UploadSessions:
                 raise InvalidArgument(
                     f"the chunk at offset {request.offset} runs past the declared size of {session.size_bytes} bytes"
                 )
+            if session.call is None:
+                self._open_stream(session, request.data)
             self._check_stream(session)
             try:
                 session.chunks.put(request.data, timeout=STORAGE_WAIT_S)
@@ -159,6 +278,7 @@ class UploadSessions:
                     f"upload {session.session_id} has {session.received} of {session.size_bytes} bytes; "
                     "send the rest before finishing"
                 )
+            assert session.call is not None  # size_bytes > 0 bytes arrived: the first chunk opened it
             try:
                 session.chunks.put(None, timeout=STORAGE_WAIT_S)
                 with translate_rpc_errors("storage"):
@@ -187,9 +307,20 @@ class UploadSessions:
         session.touched = time.monotonic()
         return session
 
+    def _open_stream(self, session: _Session, first: bytes) -> None:
+        """The first chunk must start like a video; only then does storage see the upload."""
+        if len(first) < min(SNIFF_BYTES, session.size_bytes):
+            raise InvalidArgument(
+                f"the first chunk must carry at least {SNIFF_BYTES} bytes: the start of the file tells its format"
+            )
+        if not looks_like_video(first):
+            self._forget(session)
+            raise InvalidArgument(f"the upload {upload_name(session.header)!r} {NOT_A_VIDEO}")
+        session.call = self._clients.storage.StageUpload.future(session.messages())
+
     def _check_stream(self, session: _Session) -> None:
         """Storage refused the stream already (too large, storage down): say so and drop the session."""
-        if session.call.done():
+        if session.call is not None and session.call.done():
             self._drop(session)
             with translate_rpc_errors("storage"):
                 session.call.result()
@@ -208,8 +339,8 @@ class UploadSessions:
         Cancelling is the fallback when storage does not answer.
         """
         self._forget(session)
-        if session.episode is not None:
-            return
+        if session.episode is not None or session.call is None:
+            return  # finished, or no byte went to storage
         try:
             session.chunks.put(None, timeout=STORAGE_WAIT_S)
             staged = session.call.result(timeout=STORAGE_WAIT_S)
@@ -232,3 +363,9 @@ class UploadSessions:
         for session in idle:
             with session.lock:
                 self._drop(session)
+
+
+def _caller() -> str:
+    """Whom an upload counts against: the verified caller, or the person a service relays for."""
+    principal = current_principal()
+    return principal.audit_name if principal else "system"

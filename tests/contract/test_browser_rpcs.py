@@ -14,6 +14,8 @@ from services.cli.stack import LocalStack
 from tests.contract.helpers import expect_status
 
 CHUNK = 64 * 1024
+# Starts like an MP4 (an `ftyp` box), so it passes the first-chunk check and reaches the detector's probe.
+MP4_HEAD = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
 
 
 def _begin(stubs: dict, ep_id: str, size: int) -> orchestrator_pb2.UploadSession:
@@ -62,15 +64,29 @@ def test_bad_sessions_fail_and_leave_nothing_staged(stubs: dict, stack: LocalSta
         lambda: _chunk(stubs, session.session_id, 0, junk + b"x"),
         "past the declared size",
     )
-    _chunk(stubs, session.session_id, 0, junk)
-    finish = orchestrator_pb2.FinishUploadRequest(session_id=session.session_id)
+    # Not a video container: refused at the first chunk, before storage sees a byte; the session is gone.
     expect_status(
-        grpc.StatusCode.INVALID_ARGUMENT, lambda: stubs["orchestrator"].FinishUpload(finish), "not a readable video"
+        grpc.StatusCode.INVALID_ARGUMENT,
+        lambda: _chunk(stubs, session.session_id, 0, junk),
+        "the upload 'clip.mp4' does not start like a video file",
     )
+    expect_status(grpc.StatusCode.NOT_FOUND, lambda: _chunk(stubs, session.session_id, 0, junk), "does not exist")
+
+    # Starts like an MP4 but is not one: the probe refuses it, naming the upload, not where it was staged.
+    fake = MP4_HEAD + junk
+    session = _begin(stubs, "chunked-2", len(fake))
+    _chunk(stubs, session.session_id, 0, fake)
+    finish = orchestrator_pb2.FinishUploadRequest(session_id=session.session_id)
+    details = expect_status(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        lambda: stubs["orchestrator"].FinishUpload(finish),
+        "the upload 'clip.mp4' is not a readable video",
+    )
+    assert str(stack.data_root) not in details and "staging" not in details, details
     expect_status(grpc.StatusCode.NOT_FOUND, lambda: stubs["orchestrator"].FinishUpload(finish), "does not exist")
 
     short = _begin(stubs, "chunked-3", 100)
-    _chunk(stubs, short.session_id, 0, b"x" * 40)
+    _chunk(stubs, short.session_id, 0, (MP4_HEAD + b"x" * 40)[:40])
     expect_status(
         grpc.StatusCode.FAILED_PRECONDITION,
         lambda: stubs["orchestrator"].FinishUpload(orchestrator_pb2.FinishUploadRequest(session_id=short.session_id)),
@@ -88,6 +104,32 @@ def test_bad_sessions_fail_and_leave_nothing_staged(stubs: dict, stack: LocalSta
     assert _staging_empty(stack)
     episodes = {e.ep_id for e in stubs["storage"].ListEpisodes(storage_pb2.ListEpisodesRequest()).episodes}
     assert not {"chunked-2", "chunked-3"} & episodes
+
+
+def test_uploads_are_admitted_before_a_byte_is_sent(stubs: dict, stack: LocalStack) -> None:
+    # A 10 TiB declaration is refused at BeginUpload: nothing is streamed or staged.
+    expect_status(grpc.StatusCode.INVALID_ARGUMENT, lambda: _begin(stubs, "chunked-5", 10 * 1024**4), "10.0 TiB")
+    assert _staging_empty(stack)
+
+    # A caller has a few sessions open at most (the global limit is higher); aborting one frees a slot.
+    opened = []
+    try:
+        for _ in range(16):
+            try:
+                opened.append(_begin(stubs, "chunked-5", 1000).session_id)
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error.details()
+                assert f"you have {len(opened)} uploads open; finish or abort one" in error.details()
+                break
+        else:
+            raise AssertionError("16 uploads were opened by one caller")
+        assert opened
+        stubs["orchestrator"].AbortUpload(orchestrator_pb2.AbortUploadRequest(session_id=opened.pop()))
+        opened.append(_begin(stubs, "chunked-5", 1000).session_id)
+    finally:
+        for session_id in opened:
+            stubs["orchestrator"].AbortUpload(orchestrator_pb2.AbortUploadRequest(session_id=session_id))
+    assert _staging_empty(stack)
 
 
 def test_run_choices_are_what_run_options_accept(stubs: dict) -> None:

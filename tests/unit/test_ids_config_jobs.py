@@ -143,3 +143,14 @@ def test_stride_zero_means_the_default_and_explicit_strides_are_kept() -> None:
     assert RunSettings.from_options(orchestrator_pb2.RunOptions(stride=1)).stride == 1
     with pytest.raises(InvalidArgument, match="stride"):
         RunSettings.from_options(orchestrator_pb2.RunOptions(stride=-1))
+
+
+def test_admission_defaults_match_the_settings() -> None:
+    """JobManager and UploadSessions built without settings (tests, in-process use) behave as deployed."""
+    from services.orchestrator import jobs, uploads
+
+    defaults = Settings()
+    assert defaults.max_running_jobs == jobs.MAX_RUNNING
+    assert defaults.job_retention_s == jobs.RETENTION_S
+    assert defaults.max_uploads_per_caller == uploads.MAX_PER_CALLER
+    assert defaults.max_upload_bytes == uploads.MAX_UPLOAD_BYTES
