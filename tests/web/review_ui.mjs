@@ -10,7 +10,11 @@ const require = createRequire(path.join(config.webDir, "package.json"));
 const { chromium } = require("playwright-core");
 
 const LONG = 180_000; // a run of the sample episode on a loaded 2-core machine
-const result = { steps: [], progress: [], consoleErrors: [] };
+const result = { steps: [], progress: [], consoleErrors: [], expectedConsoleErrors: [] };
+// While a step expects calls to be refused (a bad token, a reviewer deleting), the browser's own log
+// line for a refused HTTP request is expected too; nothing else is, ever.
+let refusalsExpected = false;
+const REFUSED_CALL = /^Failed to load resource: the server responded with a status of (401|403)\b/;
 
 function check(condition, message) {
   if (!condition) throw new Error(message);
@@ -29,6 +33,28 @@ async function cropsLoaded(page) {
     return settled && images.length > 0 && images.every((img) => img.complete && img.naturalWidth > 0);
   }, null, { timeout: 30_000 });
   return page.locator(".crops img").count();
+}
+
+async function expectingRefusals(step) {
+  refusalsExpected = true;
+  try {
+    return await step();
+  } finally {
+    refusalsExpected = false;
+  }
+}
+
+/** Through the sign-in panel, as a user pastes a token; then the page the address names. */
+async function signIn(page, token) {
+  await page.getByRole("heading", { name: "Sign in", exact: true }).waitFor();
+  await page.getByLabel("Access token").fill(token);
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
+  await page.locator("#session-user").waitFor();
+}
+
+async function signOut(page) {
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByRole("heading", { name: "Sign in", exact: true }).waitFor();
 }
 
 const identityRows = (page) => page.locator("section.identity[data-identity]");
@@ -62,6 +88,8 @@ async function runFromPage(page, stride, saveCrops) {
 
 // S3 mode: crops come from presigned URLs of the S3 server, and deleting with the S3 choice removes objects.
 async function s3Scenario(page) {
+  await page.goto(config.url);
+  await signIn(page, config.tokens.admin);
   await uploadEpisode(page, config.shortVideo, "short-s3");
   await runFromPage(page, 2, true);
   await page.locator("#run-done").getByRole("link", { name: "Review faces" }).click();
@@ -80,7 +108,9 @@ async function main() {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   page.on("pageerror", (error) => result.consoleErrors.push(String(error)));
   page.on("console", (message) => {
-    if (message.type() === "error") result.consoleErrors.push(message.text());
+    if (message.type() !== "error") return;
+    const expected = refusalsExpected && REFUSED_CALL.test(message.text());
+    (expected ? result.expectedConsoleErrors : result.consoleErrors).push(message.text());
   });
   try {
     if (config.scenario === "s3") await s3Scenario(page);
@@ -98,8 +128,34 @@ async function main() {
 
 // The reviewer's day on the sample episode, local storage.
 async function reviewScenario(page) {
-  // Episodes: empty, then the sample episode uploaded in chunks from the page.
+  // Sign-in first: nothing else is shown, nothing is called without a token.
   await page.goto(config.url);
+  await page.getByRole("heading", { name: "Sign in", exact: true }).waitFor();
+  check(await page.locator("#main").isHidden(), "the pages show before sign-in");
+  result.signInHint = await page.locator("#signin-command").textContent();
+  await shot(page, "signin");
+
+  // A token the issuer never signed (a real one with its signature altered): refused by the server,
+  // back to the panel with the server's sentence, nothing kept.
+  const [head, body, signature] = config.tokens.reviewer.split(".");
+  const forged = [head, body, (signature[0] === "A" ? "B" : "A") + signature.slice(1)].join(".");
+  await expectingRefusals(async () => {
+    await page.getByLabel("Access token").fill(forged);
+    await page.getByLabel("Access token").press("Enter"); // the panel submits from the keyboard too
+    await page.locator("#signin-error").waitFor();
+  });
+  result.invalidTokenError = await page.locator("#signin-error").textContent();
+  check(await page.getByRole("heading", { name: "Sign in", exact: true }).isVisible(), "an invalid token left the sign-in panel");
+  check((await page.evaluate(() => sessionStorage.length)) === 0, "the refused token was kept");
+  await shot(page, "signin-invalid");
+
+  // A reviewer does the day's work (everything but deleting); the token lives in sessionStorage only.
+  await signIn(page, config.tokens.reviewer);
+  result.signedInAs = await page.locator("#session").textContent();
+  const stored = await page.evaluate(() => [sessionStorage.length, localStorage.length]);
+  check(stored[0] === 1 && stored[1] === 0, `the token should be in sessionStorage only: ${stored}`);
+
+  // Episodes: empty, then the sample episode uploaded in chunks from the page.
   await page.getByText("No episodes yet").waitFor();
   await uploadEpisode(page, config.video, "sample");
 
@@ -222,8 +278,27 @@ async function reviewScenario(page) {
   await page.locator("#error").waitFor();
   result.errorText = await page.locator("#error").textContent();
 
-  // Episodes: delete one with the S3 choice and see the counts, then delete all behind the phrase.
+  // A reviewer may not delete: the dialog says so in the server's words, the episode stays.
   await page.goto(`${config.url}/#/`);
+  await page.locator('tr[data-episode="short"]').getByRole("button", { name: "Delete…" }).click();
+  await expectingRefusals(async () => {
+    await page.getByRole("dialog").getByRole("button", { name: "Delete episode" }).click();
+    await page.getByRole("dialog").locator(".dialog-error").waitFor();
+  });
+  result.deleteDenied = await page.getByRole("dialog").locator(".dialog-error").textContent();
+  await shot(page, "delete-denied");
+  await page.getByRole("dialog").getByRole("button", { name: "Cancel" }).click();
+  await page.getByRole("dialog").waitFor({ state: "detached" });
+  await page.reload();
+  await page.locator('tr[data-episode="short"]').waitFor();
+  check(await page.locator("#session-user").isVisible(), "a refused delete signed the reviewer out");
+
+  // An admin deletes. Signing out forgets the token.
+  await signOut(page);
+  check((await page.evaluate(() => sessionStorage.length)) === 0, "signing out kept the token");
+  await signIn(page, config.tokens.admin);
+
+  // Episodes: delete one with the S3 choice and see the counts, then delete all behind the phrase.
   await page.locator('tr[data-episode="short"]').waitFor();
   await shot(page, "episodes");
   await page.locator('tr[data-episode="short"]').getByRole("button", { name: "Delete…" }).click();
@@ -239,6 +314,19 @@ async function reviewScenario(page) {
   await deleteAll.click();
   result.deletedAll = await page.getByText(/^Deleted 1 episode\(s\)/).textContent();
   await page.getByText("No episodes yet").waitFor();
+
+  // The token expires while the page is open (swapped for an expired one here): the next call is
+  // refused, the token is dropped and the panel says why.
+  await page.evaluate((expired) => {
+    for (let i = 0; i < sessionStorage.length; i++) sessionStorage.setItem(sessionStorage.key(i), expired);
+  }, config.tokens.expired);
+  await expectingRefusals(async () => {
+    await page.goto(`${config.url}/#/facebank`);
+    await page.locator("#signin-error").waitFor();
+  });
+  result.expiredTokenError = await page.locator("#signin-error").textContent();
+  check((await page.evaluate(() => sessionStorage.length)) === 0, "the expired token was kept");
+  check(await page.locator("#main").isHidden(), "the pages still show after the token expired");
 }
 
 main();

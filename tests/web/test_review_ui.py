@@ -1,8 +1,10 @@
 """The review UI in a real browser: headless Chromium (Debian's) driven by npm playwright-core, through
 the real Envoy to the real stack, on the sample episode. `make web` builds the UI first (make test does).
 
-One scenario, in the order a reviewer works: upload, run with live progress, merge and rename (kept
-across a reload), track moves, screen time, facebank enrolment, harvest, an error, deletes. The page
+One scenario, in the order a reviewer works: sign in (a forged token first, refused), upload, run with
+live progress, merge and rename (kept across a reload), track moves, screen time, facebank enrolment,
+harvest, an error, a delete the reviewer may not make, then deletes as an admin, and an expired token.
+Tokens come from the stack's own issuer (LocalIssuer), as `faceflow auth token` mints them. The page
 screenshots land in test-artifacts/web/.
 """
 
@@ -12,13 +14,16 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from services.cli.stack import LocalStack
 from services.cli.web import DIST_DIR, WebFrontend, web_frontend
+from services.common.local_issuer import LocalIssuer
 from services.storage.seaweed import SeaweedServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,24 +43,42 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
+@dataclass(frozen=True)
+class Site:
+    frontend: WebFrontend
+    tokens: dict[str, str]
+
+
+def _tokens(data_root: Path) -> dict[str, str]:
+    """A reviewer's and an admin's token from the stack's issuer, and one that expired an hour ago."""
+    issuer = LocalIssuer.at(data_root)
+    return {
+        "reviewer": issuer.mint("reviewer", "web-reviewer", 3600),
+        "admin": issuer.mint("admin", "web-admin", 3600),
+        "expired": issuer.mint("reviewer", "web-reviewer", 60, now=time.time() - 3600),
+    }
+
+
 @pytest.fixture(scope="module")
-def frontend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebFrontend]:
+def frontend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """A stack of its own: the scenario deletes every episode at the end."""
     data_root = tmp_path_factory.mktemp("web-stack")
     with LocalStack(data_root) as stack, web_frontend(stack, data_root) as running:
-        yield running
+        yield Site(running, _tokens(data_root))
 
 
-def _browse(frontend: WebFrontend, scenario: str, **config: object) -> dict:
+def _browse(site: Site, scenario: str, **config: object) -> dict:
     """Run one scenario of review_ui.mjs in headless Chromium; its result, or the failure with context."""
     node, chromium = shutil.which("node"), shutil.which("chromium")
     if not node or not chromium:
         pytest.fail("node and chromium are needed (.ci/run installs them: apt-get install npm chromium)")
     if not (DIST_DIR / "index.html").is_file():
         pytest.fail("the web UI is not built: run `make web` (make test does)")
+    frontend = site.frontend
     config |= {
         "scenario": scenario,
         "url": frontend.url,
+        "tokens": site.tokens,
         "webDir": str(REPO / "web"),
         "chromium": chromium,
         "outDir": str(ARTIFACTS),
@@ -68,11 +91,12 @@ def _browse(frontend: WebFrontend, scenario: str, **config: object) -> dict:
     result: dict = json.loads(lines[-1])
     envoy_log = frontend.envoy.log_path.read_text(errors="replace")[-2000:]
     assert "error" not in result, f"{result['error']}\nsteps done: {result['steps']}\nenvoy log tail:\n{envoy_log}"
+    # The only console errors allowed are the browser's lines for calls a step expected to be refused.
     assert result["consoleErrors"] == [], result["consoleErrors"]
     return result
 
 
-def test_review_ui_in_a_browser(frontend: WebFrontend, artifacts: Path, sample_episode: Path, media: Path) -> None:
+def test_review_ui_in_a_browser(frontend: Site, artifacts: Path, sample_episode: Path, media: Path) -> None:
     config = {
         "video": str(sample_episode / "episode.mp4"),
         "shortVideo": str(media / "single_face.mp4"),
@@ -92,7 +116,16 @@ def test_review_ui_in_a_browser(frontend: WebFrontend, artifacts: Path, sample_e
     assert any("multi_face.jpg" in r and "faces" in r for r in result["rejected"]), result["rejected"]
     assert "does not exist" in result["errorText"] and "no-such-episode" in result["errorText"]
     assert "1 local folder(s) and 0 S3 object(s) removed" in result["deleted"]
-    for page in ("episode", "faces", "faces-tracks", "screen-time", "facebank", "episodes"):
+    # Sign-in: the hint, a forged token refused with a sentence, who is signed in, a refused delete in
+    # the server's words (the episode stayed: the admin deleted it afterwards), an expired token.
+    assert result["signInHint"] == "faceflow auth token --role reviewer"
+    assert "unauthenticated" in result["invalidTokenError"], result["invalidTokenError"]
+    assert "web-reviewer" in result["signedInAs"] and "reviewer" in result["signedInAs"], result["signedInAs"]
+    assert "Not allowed" in result["deleteDenied"] and "admin" in result["deleteDenied"], result["deleteDenied"]
+    assert "permission denied" in result["deleteDenied"], result["deleteDenied"]
+    assert "expired" in result["expiredTokenError"].lower(), result["expiredTokenError"]
+    pages = ("signin", "signin-invalid", "episode", "faces", "faces-tracks", "screen-time", "facebank", "delete-denied")
+    for page in (*pages, "episodes"):
         assert (ARTIFACTS / f"{page}.png").stat().st_size > 10_000, page
     _readme_image(ARTIFACTS / "faces.png", ARTIFACTS / "faces-review.png")
 
@@ -108,7 +141,8 @@ def test_s3_mode_crops_and_delete_in_a_browser(
         LocalStack(root / "cache", extra_env=s3.env()) as stack,
         web_frontend(stack, root) as frontend,
     ):
-        result = _browse(frontend, "s3", shortVideo=str(media / "single_face.mp4"))
+        site = Site(frontend, _tokens(root / "cache"))
+        result = _browse(site, "s3", shortVideo=str(media / "single_face.mp4"))
     assert result["cropsShown"] >= 1 and result["cropUrl"].startswith(s3.endpoint_url), result["cropUrl"]
     removed = re.search(r"(\d+) S3 object\(s\) removed", result["deleted"])
     assert removed and int(removed.group(1)) > 0, result["deleted"]

@@ -1,5 +1,7 @@
 // A few DOM helpers: build elements, report errors in the page, run an action with a busy state.
+import { Code, ConnectError } from "@connectrpc/connect";
 import { describeError } from "./api";
+import { isUnauthenticated } from "./auth";
 
 type Child = Node | string | null | undefined | false;
 type Attrs = Record<string, string | number | boolean | EventListener | undefined>;
@@ -32,15 +34,23 @@ export function render(...children: Child[]): void {
   }
 }
 
-export function showError(error: unknown): void {
-  const box = document.getElementById("error") as HTMLElement;
-  const close = h("button", { type: "button", class: "link", onclick: () => hideError() }, "Dismiss");
-  box.replaceChildren(h("strong", {}, "Error: "), describeError(error), " ", close);
+/** The service's sentence in the page's banner (or in `box`, e.g. inside a dialog). A refused token
+ * shows nothing here: the sign-in panel has taken over and says why. */
+export function showError(error: unknown, box: HTMLElement = errorBanner()): void {
+  if (isUnauthenticated(error)) return;
+  const denied = error instanceof ConnectError && error.code === Code.PermissionDenied;
+  const close = h("button", { type: "button", class: "link", onclick: () => hideError(box) }, "Dismiss");
+  box.replaceChildren(h("strong", {}, denied ? "Not allowed: " : "Error: "), describeError(error), " ", close);
+  box.classList.toggle("denied", denied);
   box.hidden = false;
 }
 
-export function hideError(): void {
-  (document.getElementById("error") as HTMLElement).hidden = true;
+export function hideError(box: HTMLElement = errorBanner()): void {
+  box.hidden = true;
+}
+
+function errorBanner(): HTMLElement {
+  return document.getElementById("error") as HTMLElement;
 }
 
 /** A short confirmation of what a call did, announced politely. */
@@ -48,14 +58,14 @@ export function notice(text: string): HTMLElement {
   return h("p", { class: "notice", role: "status" }, text);
 }
 
-/** Runs an action with its button disabled; an error goes to the page's error banner. */
-export async function act(button: HTMLButtonElement | null, action: () => Promise<void>): Promise<void> {
-  hideError();
+/** Runs an action with its button disabled; an error goes to the page's error banner, or to `box`. */
+export async function act(button: HTMLButtonElement | null, action: () => Promise<void>, box?: HTMLElement): Promise<void> {
+  hideError(box);
   if (button) button.disabled = true;
   try {
     await action();
   } catch (error) {
-    showError(error);
+    showError(error, box);
   } finally {
     if (button) button.disabled = false;
   }

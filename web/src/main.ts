@@ -1,7 +1,11 @@
-// faceflow review UI: hash routes to pages; every page reads the services through gRPC-Web.
+// faceflow review UI: a token first (sign-in panel), then hash routes to pages; every page reads the
+// services through gRPC-Web with that token.
+import type { ConnectError } from "@connectrpc/connect";
 import { connect } from "./api";
+import { onSessionEnded, token } from "./auth";
 import { hideError, showError } from "./dom";
 import { dispatch, route } from "./router";
+import { showApp, showSignIn } from "./signin";
 import { episodePage } from "./pages/episode";
 import { episodesPage } from "./pages/episodes";
 import { facebankPage } from "./pages/facebank";
@@ -15,6 +19,7 @@ route(/^\/episodes\/([^/]+)\/screen-time$/, (ep) => screenTimePage(ep));
 route(/^\/facebank(?:\/([^/]+))?$/, (show) => facebankPage(show || "default"));
 
 async function show(): Promise<void> {
+  if (!token()) return signIn();
   hideError();
   document.body.dataset.loading = "true";
   try {
@@ -26,8 +31,19 @@ async function show(): Promise<void> {
   }
 }
 
+/** The panel; after sign-in, the page the address names (the same one after a refused token). */
+function signIn(reason?: ConnectError): void {
+  showSignIn(signedIn, reason);
+}
+
+function signedIn(): void {
+  showApp(() => signIn());
+  void show();
+}
+
 document.addEventListener("keydown", (event) => {
   if (event.key === "Escape" && !document.querySelector("dialog[open]")) hideError();
 });
 window.addEventListener("hashchange", () => void show());
-connect().then(show, showError);
+onSessionEnded((error) => signIn(error));
+connect().then(() => (token() ? signedIn() : signIn()), showError);

@@ -49,6 +49,8 @@ function episodeTable(episodes: Episode[]): HTMLElement {
 function confirmDelete(epId: string): void {
   const s3 = h("input", { type: "checkbox", id: "delete-s3" });
   const confirm = h("button", { type: "submit", class: "danger" }, "Delete episode");
+  // In the dialog, not the page's banner behind it: e.g. a reviewer's token may not delete.
+  const problem = h("p", { class: "dialog-error", role: "alert", hidden: true });
   const dialog = h(
     "dialog",
     { "aria-labelledby": "delete-title" },
@@ -59,6 +61,7 @@ function confirmDelete(epId: string): void {
       h("p", {}, "Its video, runs, crops and review log are removed. This cannot be undone."),
       h("div", { class: "check" }, s3, h("label", { for: "delete-s3" }, "Also delete S3 artifacts")),
       h("div", { class: "buttons" }, confirm, h("button", { type: "button", onclick: () => dialog.close() }, "Cancel")),
+      problem,
     ),
   );
   dialog.addEventListener("close", () => dialog.remove());
@@ -67,10 +70,9 @@ function confirmDelete(epId: string): void {
     void act(confirm, async () => {
       const result = await getApi().storage.deleteEpisode({ epId, includeS3: s3.checked });
       dialog.close();
-      await episodesPage(
-        `Deleted ${epId}: ${result.localDirsRemoved} local folder(s) and ${result.s3ObjectsRemoved} S3 object(s) removed.`,
-      );
-    });
+      const done = `Deleted ${epId}: ${result.localDirsRemoved} local folder(s) and ${result.s3ObjectsRemoved} S3 object(s) removed.`;
+      void act(null, () => episodesPage(done));
+    }, problem);
   });
   document.body.append(dialog);
   dialog.showModal();
