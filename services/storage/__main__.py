@@ -12,7 +12,8 @@ from faceflow.v1 import storage_pb2_grpc
 
 from services.common.config import Settings
 from services.common.service_main import ServiceParts, service_main
-from services.storage.backend import StorageBackend
+from services.storage.audit import audit_line
+from services.storage.backend import StorageBackend, UploadLimits
 from services.storage.file_server import FileServer, UrlSigner
 from services.storage.local import LocalStorage
 from services.storage.server import SERVICE_NAME, StorageServicer
@@ -21,17 +22,19 @@ log = logging.getLogger(__name__)
 
 
 def make_backend(settings: Settings) -> StorageBackend:
+    # FACEFLOW_MAX_UPLOAD_BYTES / FACEFLOW_UPLOAD_HEADROOM_BYTES: CheckUploadCapacity and StageUpload.
+    limits = UploadLimits.from_settings(settings)
     if settings.storage_backend == "s3":
         from services.storage.s3 import S3Settings, S3Storage  # lazy: boto3 only when S3 is used
 
-        s3 = S3Storage(S3Settings.from_env(local_cache_dir=settings.data_root))
+        s3 = S3Storage(S3Settings.from_env(local_cache_dir=settings.data_root), limits=limits)
         s3.ensure_bucket()
         return s3
     key = os.environ.get("FACEFLOW_URL_SIGNING_KEY")  # shared by replicas; per process otherwise
     signer = UrlSigner(key.encode()) if key else UrlSigner()
-    local = LocalStorage(settings.data_root, signer)
+    local = LocalStorage(settings.data_root, signer, limits=limits)
     # Crop URLs of the local backend are served, signed and read-only, by this process.
-    server = FileServer(signer, local.resolve_url_path, host=settings.host).start()
+    server = FileServer(signer, local.open_url_path, host=settings.host).start()
     local.base_url = server.base_url
     return local
 
@@ -48,8 +51,8 @@ def sweep_staging_forever(backend: StorageBackend, interval_s: float = SWEEP_INT
         while True:
             try:
                 swept = backend.sweep_staging(STAGED_UPLOAD_TTL_S)
-                if swept:
-                    log.info("swept stale staged uploads", extra={"uploads": swept})
+                if swept:  # an audit line only when something went: the sweep runs every hour
+                    audit_line("sweep_staging", older_than_s=STAGED_UPLOAD_TTL_S, uploads_removed=swept)
             except Exception as error:  # a failed sweep is retried next time; serving goes on
                 log.warning("staging sweep failed", extra={"error": str(error)})
             time.sleep(interval_s)

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 from faceflow.v1 import common_pb2, storage_pb2
 
+from services.common.config import Settings
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 
 # Artifact names are relative paths of safe segments ("crops/track_0001/000012.jpg").
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MAX_ARTIFACT_DEPTH = 4
+GIB = 1024**3
 # 64 GiB: a 4K feature film; anything larger is refused while it streams in, not after.
-MAX_VIDEO_BYTES = 64 * 1024**3
+MAX_VIDEO_BYTES = 64 * GIB
+# Free space a local store keeps after any upload (the OS, logs and run artifacts need room too).
+UPLOAD_HEADROOM_BYTES = 2 * GIB
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".ts", ".mxf", ".mpg", ".mpeg")
 
 
@@ -29,13 +34,41 @@ def video_suffix(filename: str) -> str:
     return suffix if suffix in VIDEO_SUFFIXES else ".mp4"
 
 
+def gib(size: int) -> str:
+    """A byte count for people: "64 GiB", "1.5 GiB" (bytes when it would round to 0 GiB)."""
+    text = f"{size / GIB:.2f}".rstrip("0").rstrip(".")
+    return f"{text} GiB" if text not in {"0", "-0"} else f"{size} bytes"
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """Admission of uploads: the largest one taken, and (local store) the free space kept after it."""
+
+    max_bytes: int = MAX_VIDEO_BYTES
+    headroom_bytes: int = UPLOAD_HEADROOM_BYTES
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> UploadLimits:
+        return cls(max_bytes=settings.max_upload_bytes, headroom_bytes=settings.upload_headroom_bytes)
+
+    def check_size(self, size_bytes: int) -> None:
+        """InvalidArgument unless 0 < size_bytes <= max_bytes (the same rule on every backend)."""
+        if size_bytes <= 0:
+            raise InvalidArgument(f"an upload's size must be a positive number of bytes, got {size_bytes}")
+        if size_bytes > self.max_bytes:
+            raise InvalidArgument(
+                f"an upload of {gib(size_bytes)} is larger than {gib(self.max_bytes)}, "
+                "the largest video this faceflow accepts"
+            )
+
+
 def limited(chunks: Iterable[bytes], limit: int = MAX_VIDEO_BYTES) -> Iterator[bytes]:
     """Pass chunks through, failing as soon as the total passes `limit` bytes."""
     total = 0
     for chunk in chunks:
         total += len(chunk)
         if total > limit:
-            raise InvalidArgument(f"the upload exceeds {limit} bytes, the largest video faceflow accepts")
+            raise InvalidArgument(f"the upload exceeds {gib(limit)}, the largest video this faceflow accepts")
         yield chunk
 
 
@@ -93,7 +126,15 @@ class StorageBackend(Protocol):
         ...
 
     def stage_upload(self, filename: str, chunks: Iterable[bytes]) -> storage_pb2.StagedUpload:
-        """Receive a video into staging (at most MAX_VIDEO_BYTES); nothing is left behind on failure."""
+        """Receive a video into staging (at most the backend's UploadLimits.max_bytes; a local store also
+        stops with ResourceExhausted when its disk would drop below the headroom); nothing is left
+        behind on failure."""
+        ...
+
+    def check_upload_capacity(self, size_bytes: int) -> int:
+        """Whether an upload of size_bytes would be taken now: InvalidArgument for a size <= 0 or above
+        the maximum, ResourceExhausted when a local store lacks the space (keeping its headroom).
+        Returns the largest upload that would be taken now."""
         ...
 
     def discard_upload(self, upload_id: str) -> None: ...
@@ -146,8 +187,11 @@ class StorageBackend(Protocol):
         ...
 
     def add_person(
-        self, show_id: str, name: str, exemplars: list[storage_pb2.Exemplar], append: bool
-    ) -> storage_pb2.Person: ...
+        self, show_id: str, name: str, exemplars: list[storage_pb2.Exemplar], append: bool, by: str = ""
+    ) -> storage_pb2.Person:
+        """Create a person (enrolled_by = by) or, with append, add exemplars (updated_by = by); `by`
+        defaults to the verified caller of the current RPC (services.common.auth.audit_name())."""
+        ...
 
     def list_people(self, show_id: str) -> list[storage_pb2.Person]: ...
 

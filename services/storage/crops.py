@@ -3,7 +3,8 @@
 Crops live at `crops/track_{id:06d}/{frame:06d}.jpg` in a run, with the track's `index.json`
 ({"items": [{key, frame_idx, ts, width, height}]}) written after them. The index drives the
 listing when it exists; otherwise (a run interrupted mid-harvest, say) the object listing does,
-with the cursor being the last key of the previous page either way.
+with the cursor being the last key of the previous page either way. An index entry whose crop is not
+there (deleted, or on the local backend a link out of the data root) is left out of the page.
 """
 
 from __future__ import annotations
@@ -70,9 +71,9 @@ def list_track_crops(
         fps = episode.video.fps or 1.0
         page = [_listed_item(name, fps) for name in consumed[::sample]]
         cursor = consumed[-1] if consumed else ""  # resume after everything this page passed over
+    crops = (_crop(backend, request.ep_id, run_id, item) for item in page)
     return storage_pb2.ListTrackCropsResponse(
-        items=[_crop(backend, request.ep_id, run_id, item) for item in page],
-        next_start_after=cursor if more else "",
+        items=[crop for crop in crops if crop is not None], next_start_after=cursor if more else ""
     )
 
 
@@ -82,10 +83,14 @@ def _listed_item(name: str, fps: float) -> dict[str, Any]:
     return {"key": name, "frame_idx": frame, "ts": frame / fps, "width": 0, "height": 0}
 
 
-def _crop(backend: StorageBackend, ep_id: str, run_id: str, item: dict[str, Any]) -> storage_pb2.TrackCrop:
+def _crop(backend: StorageBackend, ep_id: str, run_id: str, item: dict[str, Any]) -> storage_pb2.TrackCrop | None:
+    try:
+        url = backend.artifact_url(ep_id, run_id, item["key"], URL_EXPIRY_S)
+    except NotFound:
+        return None
     return storage_pb2.TrackCrop(
         key=item["key"],
-        url=backend.artifact_url(ep_id, run_id, item["key"], URL_EXPIRY_S),
+        url=url,
         frame_idx=int(item["frame_idx"]),
         ts=float(item["ts"]),
         width=int(item.get("width", 0)),

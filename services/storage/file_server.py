@@ -1,7 +1,9 @@
 """Signed, expiring HTTP URLs for artifacts of the local backend: the local twin of S3 presigned URLs.
 
 The review UI and reports fetch crops by URL in both modes; locally the storage service serves them
-itself, read-only, on loopback, and only with a valid signature that has not expired.
+itself, read-only, on loopback, and only with a valid signature that has not expired. The server never
+opens a path itself: `open_file` (LocalStorage.open_url_path) opens it through the backend's gate, so a
+URL whose file was swapped for a link out of the data root gets 404 (docs/storage.md, "Symlinks").
 """
 
 from __future__ import annotations
@@ -9,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import mimetypes
+import os
 import secrets
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 CHUNK_BYTES = 256 * 1024
@@ -41,7 +44,7 @@ class UrlSigner:
         return hmac.compare_digest(self.signature(path, int(expires)), signature)
 
 
-def _handler(signer: UrlSigner, resolve: Callable[[str], Path | None]) -> type[BaseHTTPRequestHandler]:
+def _handler(signer: UrlSigner, open_file: Callable[[str], BinaryIO | None]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             parts = urlsplit(self.path)
@@ -52,16 +55,16 @@ def _handler(signer: UrlSigner, resolve: Callable[[str], Path | None]) -> type[B
             if not signer.verify(path, expires, signature):
                 self.send_error(403, "missing, invalid or expired signature")
                 return
-            target = resolve(path)
-            if target is None or not target.is_file():
+            stream = open_file(path)
+            if stream is None:
                 self.send_error(404, "no such artifact")
                 return
-            self.send_response(200)
-            self.send_header("Content-Type", mimetypes.guess_type(target.name)[0] or "application/octet-stream")
-            self.send_header("Content-Length", str(target.stat().st_size))
-            self.send_header("Cache-Control", "private, max-age=300")
-            self.end_headers()
-            with target.open("rb") as stream:
+            with stream:
+                self.send_response(200)
+                self.send_header("Content-Type", mimetypes.guess_type(path)[0] or "application/octet-stream")
+                self.send_header("Content-Length", str(os.fstat(stream.fileno()).st_size))
+                self.send_header("Cache-Control", "private, max-age=300")
+                self.end_headers()
                 while chunk := stream.read(CHUNK_BYTES):
                     self.wfile.write(chunk)
 
@@ -72,12 +75,16 @@ def _handler(signer: UrlSigner, resolve: Callable[[str], Path | None]) -> type[B
 
 
 class FileServer:
-    """Serves signed GETs for files that `resolve` maps from a URL path; binds loopback by default."""
+    """Serves signed GETs of the files `open_file` opens for a URL path (None: 404); binds loopback by default."""
 
     def __init__(
-        self, signer: UrlSigner, resolve: Callable[[str], Path | None], host: str = "127.0.0.1", port: int = 0
+        self,
+        signer: UrlSigner,
+        open_file: Callable[[str], BinaryIO | None],
+        host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
-        self._server = ThreadingHTTPServer((host, port), _handler(signer, resolve))
+        self._server = ThreadingHTTPServer((host, port), _handler(signer, open_file))
         self._server.daemon_threads = True
         self.base_url = f"http://{host}:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="file-server", daemon=True)

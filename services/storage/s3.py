@@ -43,12 +43,14 @@ from botocore.config import Config
 from faceflow.v1 import common_pb2, storage_pb2
 from google.protobuf import json_format
 
+from services.common.auth import audit_name
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from services.common.ids import validate_id
 from services.common.model_manifest import sha256_file
 from services.storage.backend import (
     DEFAULT_SHOW,
     MAX_REVIEW_RECORDS,
+    UploadLimits,
     limited,
     person_id_for,
     remove_exemplar_from,
@@ -214,9 +216,13 @@ class _HashingReader(io.RawIOBase):
 class S3Storage:
     """StorageBackend on S3 (AWS, SeaweedFS, MinIO). Thread-safe: one boto3 client, no mutable state."""
 
-    def __init__(self, settings: S3Settings, session: boto3.session.Session | None = None) -> None:
-        """`session` defaults to boto3's standard credential chain; tests pass one with explicit keys."""
+    def __init__(
+        self, settings: S3Settings, session: boto3.session.Session | None = None, limits: UploadLimits | None = None
+    ) -> None:
+        """`session` defaults to boto3's standard credential chain; tests pass one with explicit keys.
+        `limits`: only max_bytes applies (a bucket has no free space to keep)."""
         self.settings = settings
+        self.limits = limits or UploadLimits()
         session = session or boto3.session.Session()
         config = Config(
             region_name=settings.region,
@@ -453,10 +459,10 @@ class S3Storage:
         return sorted(episodes, key=lambda e: e.ep_id)
 
     def stage_upload(self, filename: str, chunks: Iterable[bytes]) -> storage_pb2.StagedUpload:
-        """Stream a video into staging (refused past MAX_VIDEO_BYTES); upload.json last marks it complete."""
+        """Stream a video into staging (refused past limits.max_bytes); upload.json last marks it complete."""
         upload_id = "up-" + uuid.uuid4().hex[:16]
         video_key = self._key("staging", upload_id, f"video{video_suffix(filename)}")
-        reader = _HashingReader(limited(chunks))
+        reader = _HashingReader(limited(chunks, self.limits.max_bytes))
         try:
             self._call(
                 f"stage {filename}",
@@ -480,6 +486,11 @@ class S3Storage:
         return storage_pb2.StagedUpload(
             upload_id=upload_id, uri=self._presign(video_key), size_bytes=reader.size, sha256=record["sha256"]
         )
+
+    def check_upload_capacity(self, size_bytes: int) -> int:
+        """Only the size limit: a bucket has no free space to run out of (its quota is the operator's)."""
+        self.limits.check_size(size_bytes)
+        return self.limits.max_bytes
 
     def sweep_staging(self, older_than_s: float, now: float | None = None) -> int:
         cutoff = (time.time() if now is None else now) - older_than_s
@@ -599,7 +610,9 @@ class S3Storage:
             raise NotFound(f"episode {ep_id!r} does not exist")
         local_removed = 0
         cache = self._cache_dir(ep_id)
-        if cache.exists():
+        if cache.is_symlink():  # not a cache this backend made: remove the link, never what it points at
+            cache.unlink()
+        elif cache.exists():
             doomed = cache.with_name(f".deleting-{ep_id}-{uuid.uuid4().hex[:8]}")
             cache.rename(doomed)
             shutil.rmtree(doomed)
@@ -773,9 +786,10 @@ class S3Storage:
     # ---- facebank -------------------------------------------------------------------------------
 
     def add_person(
-        self, show_id: str, name: str, exemplars: list[storage_pb2.Exemplar], append: bool
+        self, show_id: str, name: str, exemplars: list[storage_pb2.Exemplar], append: bool, by: str = ""
     ) -> storage_pb2.Person:
         validate_id("show", show_id or DEFAULT_SHOW)
+        by = by or audit_name()
         if not name.strip():
             raise InvalidArgument("person name is empty")
         if not exemplars:
@@ -790,8 +804,13 @@ class S3Storage:
                 person = json_format.Parse(found[0].decode(), storage_pb2.Person())
             else:
                 person = storage_pb2.Person(
-                    person_id=person_id, name=name.strip(), show_id=show_id or DEFAULT_SHOW, created_at=_now()
+                    person_id=person_id,
+                    name=name.strip(),
+                    show_id=show_id or DEFAULT_SHOW,
+                    created_at=_now(),
+                    enrolled_by=by,
                 )
+            person.updated_by = by
             for exemplar in exemplars:
                 added = person.exemplars.add()
                 added.CopyFrom(exemplar)

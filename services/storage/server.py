@@ -1,4 +1,4 @@
-"""gRPC StorageService over a StorageBackend."""
+"""gRPC StorageService over a StorageBackend. Every destructive call writes one audit line (audit.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from collections.abc import Iterator
 import grpc
 from faceflow.v1 import storage_pb2, storage_pb2_grpc
 
+from services.common.auth import audit_name, current_principal
 from services.common.errors import InvalidArgument
-from services.storage.backend import StorageBackend
+from services.storage.audit import audited
+from services.storage.backend import DEFAULT_SHOW, StorageBackend
 from services.storage.crops import list_track_crops
 
 # Typed by a person who means it; the CLI and the web UI ask for it explicitly.
@@ -45,24 +47,35 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
 
         return self._backend.stage_upload(first.filename, chunks())
 
+    def CheckUploadCapacity(
+        self, request: storage_pb2.CheckUploadCapacityRequest, context: grpc.ServicerContext
+    ) -> storage_pb2.CheckUploadCapacityResponse:
+        return storage_pb2.CheckUploadCapacityResponse(
+            max_bytes=self._backend.check_upload_capacity(request.size_bytes)
+        )
+
     def DiscardUpload(
         self, request: storage_pb2.DiscardUploadRequest, context: grpc.ServicerContext
     ) -> storage_pb2.DiscardUploadResponse:
-        self._backend.discard_upload(request.upload_id)
+        with audited("discard_upload", upload_id=request.upload_id) as audit:
+            self._backend.discard_upload(request.upload_id)
+            audit["uploads_removed"] = 1
         return storage_pb2.DiscardUploadResponse()
 
     def GetEpisode(self, request: storage_pb2.GetEpisodeRequest, context: grpc.ServicerContext) -> storage_pb2.Episode:
-        return self._backend.get_episode(request.ep_id)
+        return _as_seen_by_caller(self._backend.get_episode(request.ep_id))
 
     def ListEpisodes(
         self, request: storage_pb2.ListEpisodesRequest, context: grpc.ServicerContext
     ) -> storage_pb2.ListEpisodesResponse:
-        return storage_pb2.ListEpisodesResponse(episodes=self._backend.list_episodes())
+        return storage_pb2.ListEpisodesResponse(episodes=[_as_seen_by_caller(e) for e in self._backend.list_episodes()])
 
     def DeleteEpisode(
         self, request: storage_pb2.DeleteEpisodeRequest, context: grpc.ServicerContext
     ) -> storage_pb2.DeleteEpisodeResponse:
-        local, remote = self._backend.delete_episode(request.ep_id, request.include_s3)
+        with audited("delete_episode", ep_id=request.ep_id, include_s3=request.include_s3) as audit:
+            local, remote = self._backend.delete_episode(request.ep_id, request.include_s3)
+            audit.update(local_dirs_removed=local, s3_objects_removed=remote)
         return storage_pb2.DeleteEpisodeResponse(local_dirs_removed=local, s3_objects_removed=remote)
 
     def DeleteAllEpisodes(
@@ -71,11 +84,21 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         if request.confirm != DELETE_ALL_PHRASE:
             raise InvalidArgument(f"deleting every episode needs confirm={DELETE_ALL_PHRASE!r}")
         response = storage_pb2.DeleteAllEpisodesResponse()
-        for episode in self._backend.list_episodes():
-            local, s3 = self._backend.delete_episode(episode.ep_id, request.include_s3)
-            response.episodes_deleted += 1
-            response.local_dirs_removed += local
-            response.s3_objects_removed += s3
+        deleted: list[str] = []
+        with audited("delete_all_episodes", include_s3=request.include_s3) as audit:
+            # Counted as it goes: if one delete fails, the line still says what went before it.
+            audit.update(episodes_deleted=0, local_dirs_removed=0, s3_objects_removed=0, ep_ids=deleted)
+            for episode in self._backend.list_episodes():
+                local, s3 = self._backend.delete_episode(episode.ep_id, request.include_s3)
+                deleted.append(episode.ep_id)
+                response.episodes_deleted += 1
+                response.local_dirs_removed += local
+                response.s3_objects_removed += s3
+                audit.update(
+                    episodes_deleted=response.episodes_deleted,
+                    local_dirs_removed=response.local_dirs_removed,
+                    s3_objects_removed=response.s3_objects_removed,
+                )
         return response
 
     def ListTrackCrops(
@@ -137,7 +160,9 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         )
 
     def AddPerson(self, request: storage_pb2.AddPersonRequest, context: grpc.ServicerContext) -> storage_pb2.Person:
-        return self._backend.add_person(request.show_id, request.name, list(request.exemplars), request.append)
+        return self._backend.add_person(
+            request.show_id, request.name, list(request.exemplars), request.append, by=audit_name()
+        )
 
     def ListPeople(
         self, request: storage_pb2.ListPeopleRequest, context: grpc.ServicerContext
@@ -150,11 +175,27 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     def RemoveExemplar(
         self, request: storage_pb2.RemoveExemplarRequest, context: grpc.ServicerContext
     ) -> storage_pb2.Person:
-        return self._backend.remove_exemplar(request.show_id, request.person_id, request.exemplar_id)
+        ids = {"show_id": request.show_id or DEFAULT_SHOW, "person_id": request.person_id}
+        with audited("remove_exemplar", **ids, exemplar_id=request.exemplar_id) as audit:
+            person = self._backend.remove_exemplar(request.show_id, request.person_id, request.exemplar_id)
+            audit["exemplars_removed"] = 1
+        return person
 
     def RemovePerson(
         self, request: storage_pb2.RemovePersonRequest, context: grpc.ServicerContext
     ) -> storage_pb2.RemovePersonResponse:
-        return storage_pb2.RemovePersonResponse(
-            exemplars_removed=self._backend.remove_person(request.show_id, request.person_id)
-        )
+        with audited("remove_person", show_id=request.show_id or DEFAULT_SHOW, person_id=request.person_id) as audit:
+            removed = self._backend.remove_person(request.show_id, request.person_id)
+            audit["exemplars_removed"] = removed
+        return storage_pb2.RemovePersonResponse(exemplars_removed=removed)
+
+
+def _as_seen_by_caller(episode: storage_pb2.Episode) -> storage_pb2.Episode:
+    """Where the video lives (a server path, or a presigned URL with credentials) is for services:
+    people see the episode without it."""
+    principal = current_principal()
+    if principal is None or principal.is_service:
+        return episode
+    episode.ClearField("video_uri")
+    episode.video.ClearField("uri")
+    return episode

@@ -1,8 +1,11 @@
-"""StorageService (local backend) over real gRPC: episodes, runs, publication, facebank, bad ids."""
+"""StorageService (local backend) over real gRPC: episodes, runs, publication, facebank, bad ids,
+upload admission, audit lines."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import grpc
 from faceflow.v1 import common_pb2, storage_pb2
@@ -22,6 +25,17 @@ def _put(storage, ep_id: str, run_id: str, name: str, data: bytes) -> storage_pb
 def _get(storage, ep_id: str, run_id: str, name: str) -> bytes:
     ref = storage_pb2.ArtifactRef(ep_id=ep_id, run_id=run_id, name=name)
     return b"".join(m.chunk for m in storage.GetArtifact(storage_pb2.GetArtifactRequest(ref=ref)))
+
+
+def _audit_lines(stack: LocalStack, action: str) -> list[dict[str, Any]]:
+    """The storage service's audit lines for `action`, from its JSON log."""
+    lines = []
+    for text in stack.processes["storage"].log_path.read_text().splitlines():
+        if text.startswith("{"):
+            entry = json.loads(text)
+            if entry.get("msg") == "audit" and entry.get("action") == action:
+                lines.append(entry)
+    return lines
 
 
 def test_episode_lifecycle_and_run_publication(stubs: dict, stack: LocalStack, media: Path) -> None:
@@ -74,6 +88,9 @@ def test_episode_lifecycle_and_run_publication(stubs: dict, stack: LocalStack, m
     deleted = storage.DeleteEpisode(storage_pb2.DeleteEpisodeRequest(ep_id="store-1"))
     assert (deleted.local_dirs_removed, deleted.s3_objects_removed) == (1, 0)
     assert not (stack.data_root / "episodes" / "store-1").exists()
+    [audit] = [line for line in _audit_lines(stack, "delete_episode") if line["ep_id"] == "store-1"]
+    assert audit["principal"].endswith("@local")  # the person the CLI credentials act for
+    assert (audit["local_dirs_removed"], audit["s3_objects_removed"], audit["outcome"]) == (1, 0, "ok")
     expect_status(
         grpc.StatusCode.NOT_FOUND,
         lambda: storage.GetEpisode(storage_pb2.GetEpisodeRequest(ep_id="store-1")),
@@ -120,6 +137,7 @@ def test_facebank_people(stubs: dict) -> None:
         storage_pb2.AddPersonRequest(show_id="show-x", name="Ada Lovelace", exemplars=[exemplar])
     )
     assert person.person_id == "ada-lovelace" and person.exemplars[0].exemplar_id
+    assert person.enrolled_by.endswith("@local") and person.updated_by == person.enrolled_by
     expect_status(
         grpc.StatusCode.ALREADY_EXISTS,
         lambda: storage.AddPerson(
@@ -163,3 +181,21 @@ def test_facebank_people(stubs: dict) -> None:
         grpc.StatusCode.NOT_FOUND,
         lambda: storage.GetPerson(storage_pb2.GetPersonRequest(show_id="show-x", person_id="ada-lovelace")),
     )
+
+
+def test_upload_capacity_refuses_bad_sizes_and_reports_what_fits(stubs: dict) -> None:
+    storage = stubs["storage"]
+    gib = 1024**3  # the stack runs with the default limits: 64 GiB at most, 2 GiB headroom
+
+    def check(size: int) -> storage_pb2.CheckUploadCapacityResponse:
+        return storage.CheckUploadCapacity(storage_pb2.CheckUploadCapacityRequest(size_bytes=size))
+
+    expect_status(grpc.StatusCode.INVALID_ARGUMENT, lambda: check(64 * gib + 1), "larger than 64 GiB")
+    expect_status(grpc.StatusCode.INVALID_ARGUMENT, lambda: check(0), "positive")
+    expect_status(grpc.StatusCode.INVALID_ARGUMENT, lambda: check(-5), "positive")
+    try:
+        fits = check(1).max_bytes
+    except grpc.RpcError as error:  # a test machine with less than the headroom free
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "headroom" in error.details()
+    else:
+        assert 0 < fits <= 64 * gib

@@ -80,7 +80,7 @@ def local_factory(tmp_path: Path) -> Iterator[Callable[..., LocalStorage]]:
         signer = UrlSigner()
         storage = LocalStorage(tmp_path / f"data-{uuid.uuid4().hex[:8]}", signer)
         if serve_urls:
-            server = FileServer(signer, storage.resolve_url_path).start()
+            server = FileServer(signer, storage.open_url_path).start()
             storage.base_url = server.base_url
             servers.append(server)
         return storage

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from faceflow.v1 import common_pb2, storage_pb2
 
+from services.common.auth import Principal, Role, acting_as, restore
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.storage.s3 import S3Storage
 from tests.storage.conftest import MIB, BackendFactory, count_objects
@@ -287,6 +288,30 @@ def test_facebank_crud(backend: Any) -> None:
     with pytest.raises(InvalidArgument):
         backend.add_person("show-1", "Nobody", [], False)
     assert [p.person_id for p in backend.list_people("show-1")] == ["grace-hopper"]
+
+
+def test_people_record_who_enrolled_them_and_who_last_added_exemplars(backend: Any) -> None:
+    exemplar = storage_pb2.Exemplar(model_id="m@1", embedding=[1.0, 0.0])
+    token = acting_as(Principal("service", Role.SERVICE, acting_for="bob"))  # the orchestrator, for bob
+    try:
+        created = backend.add_person("show-1", "Ada Lovelace", [exemplar], False)
+    finally:
+        restore(token)
+    assert (created.enrolled_by, created.updated_by) == ("bob", "bob")
+    token = acting_as(Principal("carol", Role.REVIEWER))
+    try:
+        appended = backend.add_person("show-1", "Ada Lovelace", [exemplar], True)
+    finally:
+        restore(token)
+    assert (appended.enrolled_by, appended.updated_by) == ("bob", "carol (reviewer)")
+    stored = backend.get_person("show-1", "ada-lovelace")  # persisted in the record
+    assert (stored.enrolled_by, stored.updated_by) == ("bob", "carol (reviewer)")
+    [listed] = backend.list_people("show-1")
+    assert listed.enrolled_by == "bob"
+    outside_rpc = backend.add_person("show-1", "Grace Hopper", [exemplar], False)
+    assert outside_rpc.enrolled_by == "system"
+    explicit = backend.add_person("show-1", "Grace Hopper", [exemplar], True, by="erin")
+    assert (explicit.enrolled_by, explicit.updated_by) == ("system", "erin")
 
 
 def test_delete_episode_local_caches_always_s3_objects_only_when_asked(
