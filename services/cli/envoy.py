@@ -10,7 +10,9 @@ named `envoy` is an unrelated process runner with the same import name, so it mu
 venv with it.
 
     python -m services.cli.envoy --orchestrator orchestrator:50051 --storage storage:50051 \\
-        --listen 0.0.0.0:8090 --origin https://faceflow.example.org > envoy.yaml
+        --listen 0.0.0.0:8090 --origin https://faceflow.example.org \\
+        --issuer https://id.example.org/ --audience faceflow --jwks-file /etc/faceflow/auth/jwks.json \\
+        --xff-trusted-hops 1 > envoy.yaml
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from string import Template
 from types import TracebackType
@@ -48,10 +50,24 @@ PLACEHOLDERS = frozenset(
         "STORAGE_HOST",
         "STORAGE_PORT",
         "ALLOWED_ORIGINS",
+        "JWT_ISSUER",
+        "JWT_AUDIENCES",
+        "JWKS_FILE",
+        "RATE_LIMIT_PER_CLIENT",
+        "RATE_LIMIT_TOTAL",
+        "XFF_TRUSTED_HOPS",
     }
 )
+# Defaults of the edge rate limit (docs/grpc-web.md): the review UI makes a few calls per click and
+# keeps one progress stream per job open (a stream counts once); its upload sends one 1 MiB chunk per
+# call, so 1200 a minute per address caps one address's upload near 20 MiB/s and leaves a reviewer
+# far below the limit, while a script hammering the API from one address is cut off.
+DEFAULT_RATE_LIMIT_PER_CLIENT = 1200
+DEFAULT_RATE_LIMIT_TOTAL = 30000
 # scheme://host[:port] and nothing else: that is what a browser sends in `Origin`.
 _ORIGIN = re.compile(r"^https?://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(:\d{1,5})?$")
+# Printable ASCII without quotes or backslashes: these go into YAML/JSON strings as they are.
+_PLAIN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,512}$")
 _HOST = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)$")
 # Envoy starts in well under a second here; a cold disk or a loaded CI machine takes longer.
 START_TIMEOUT_S = 30.0
@@ -75,6 +91,53 @@ class EnvoySettings:
     allowed_origins: tuple[str, ...]
     listen: str = "127.0.0.1:0"
     admin: str = "127.0.0.1:0"
+    _: KW_ONLY
+    # The token issuer Envoy trusts (`iss`), the audiences it accepts (`aud`, any one of them) and the
+    # issuer's public keys as a JWKS file. The local stack: services/common/local_issuer.py.
+    jwt_issuer: str = ""
+    jwt_audiences: tuple[str, ...] = ()
+    jwks_file: str = ""
+    # Requests per minute (bucket size too) per client address, and for all clients together.
+    rate_limit_per_client: int = DEFAULT_RATE_LIMIT_PER_CLIENT
+    rate_limit_total: int = DEFAULT_RATE_LIMIT_TOTAL
+    # Proxies in front of Envoy whose x-forwarded-for entries are trusted (0: clients connect directly).
+    xff_trusted_hops: int = 0
+
+    def _auth_values(self) -> dict[str, str]:
+        if not _PLAIN.match(self.jwt_issuer):
+            raise InvalidArgument(
+                f"the JWT issuer {self.jwt_issuer!r} must be set: printable, no spaces, quotes or backslashes"
+            )
+        if not self.jwt_audiences:
+            raise InvalidArgument("at least one JWT audience is needed (the `aud` a token must carry)")
+        for audience in self.jwt_audiences:
+            if not _PLAIN.match(audience):
+                raise InvalidArgument(f"JWT audience {audience!r} must be printable, no spaces, quotes or backslashes")
+        jwks = Path(self.jwks_file)
+        if not self.jwks_file or not jwks.is_absolute() or not _PLAIN.match(self.jwks_file):
+            raise InvalidArgument(f"the JWKS file {self.jwks_file!r} must be an absolute path (no spaces or quotes)")
+        return {
+            "JWT_ISSUER": json.dumps(self.jwt_issuer),
+            "JWT_AUDIENCES": json.dumps(list(self.jwt_audiences)),
+            "JWKS_FILE": str(jwks),
+        }
+
+    def _limit_values(self) -> dict[str, str]:
+        if not 1 <= self.rate_limit_per_client <= 1_000_000:
+            raise InvalidArgument(
+                f"rate_limit_per_client must be 1..1000000 a minute, got {self.rate_limit_per_client}"
+            )
+        if not self.rate_limit_per_client <= self.rate_limit_total <= 10_000_000:
+            raise InvalidArgument(
+                f"rate_limit_total must be rate_limit_per_client..10000000 a minute, got {self.rate_limit_total}"
+            )
+        if not 0 <= self.xff_trusted_hops <= 10:
+            raise InvalidArgument(f"xff_trusted_hops must be 0..10, got {self.xff_trusted_hops}")
+        return {
+            "RATE_LIMIT_PER_CLIENT": str(self.rate_limit_per_client),
+            "RATE_LIMIT_TOTAL": str(self.rate_limit_total),
+            "XFF_TRUSTED_HOPS": str(self.xff_trusted_hops),
+        }
 
     def values(self) -> dict[str, str]:
         if not self.allowed_origins:
@@ -99,6 +162,8 @@ class EnvoySettings:
             "STORAGE_HOST": storage_host,
             "STORAGE_PORT": str(storage_port),
             "ALLOWED_ORIGINS": f"[{matchers}]",
+            **self._auth_values(),
+            **self._limit_values(),
         }
 
 
@@ -263,6 +328,17 @@ class EnvoyProxy:
         self.process = None
 
 
+def _throwaway_jwks(folder: Path) -> Path:
+    """A JWKS with one fresh public key, for validating a config whose JWKS file is not on this machine."""
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    public = jwt.algorithms.ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP256R1()).public_key(), as_dict=True)
+    path = folder / "jwks.json"
+    path.write_text(json.dumps({"keys": [{**public, "kid": "validate", "use": "sig", "alg": "ES256"}]}))
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the rendered config (for a Helm values review, a ConfigMap, or a quick `--validate`)."""
     parser = argparse.ArgumentParser(prog="python -m services.cli.envoy", description=__doc__.splitlines()[0])
@@ -271,18 +347,60 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--listen", default="127.0.0.1:0", help="host:port of the gRPC-Web listener")
     parser.add_argument("--admin", default="127.0.0.1:0", help="host:port of the admin interface (keep it local)")
     parser.add_argument("--origin", action="append", required=True, help="an allowed browser origin (repeatable)")
+    parser.add_argument("--issuer", required=True, help="the JWT issuer Envoy trusts (the tokens' `iss`)")
+    parser.add_argument(
+        "--audience", action="append", required=True, help="an accepted JWT audience (`aud`; repeatable)"
+    )
+    parser.add_argument("--jwks-file", required=True, help="absolute path of the issuer's JWKS where Envoy runs")
+    parser.add_argument(
+        "--rate-limit-per-client",
+        type=int,
+        default=DEFAULT_RATE_LIMIT_PER_CLIENT,
+        help=f"requests a minute per client address, also its burst (default {DEFAULT_RATE_LIMIT_PER_CLIENT})",
+    )
+    parser.add_argument(
+        "--rate-limit-total",
+        type=int,
+        default=DEFAULT_RATE_LIMIT_TOTAL,
+        help=f"requests a minute from all clients together (default {DEFAULT_RATE_LIMIT_TOTAL})",
+    )
+    parser.add_argument(
+        "--xff-trusted-hops",
+        type=int,
+        default=0,
+        help="proxies in front of Envoy appending to x-forwarded-for (0: clients connect directly; 1: one ingress)",
+    )
     parser.add_argument("--validate", action="store_true", help="also run `envoy --mode validate` on the result")
     args = parser.parse_args(argv)
-    settings = EnvoySettings(args.orchestrator, args.storage, tuple(args.origin), args.listen, args.admin)
+    settings = EnvoySettings(
+        args.orchestrator,
+        args.storage,
+        tuple(args.origin),
+        args.listen,
+        args.admin,
+        jwt_issuer=args.issuer,
+        jwt_audiences=tuple(args.audience),
+        jwks_file=args.jwks_file,
+        rate_limit_per_client=args.rate_limit_per_client,
+        rate_limit_total=args.rate_limit_total,
+        xff_trusted_hops=args.xff_trusted_hops,
+    )
     try:
         text = render(settings)
         if args.validate:
+            import dataclasses
             import tempfile
 
-            with tempfile.NamedTemporaryFile("w", suffix=".yaml") as config:
-                config.write(text)
-                config.flush()
-                result = validate(Path(config.name))
+            with tempfile.TemporaryDirectory() as work:
+                checked = text
+                if not Path(settings.jwks_file).is_file():
+                    # Envoy reads the JWKS while loading the config: give it a stand-in with the same shape.
+                    print(f"note: {settings.jwks_file} is not here; validating with a throw-away JWKS", file=sys.stderr)
+                    stand_in = dataclasses.replace(settings, jwks_file=str(_throwaway_jwks(Path(work))))
+                    checked = render(stand_in)
+                config = Path(work) / "envoy.yaml"
+                config.write_text(checked)
+                result = validate(config)
             if result.returncode != 0:
                 print(result.stdout + result.stderr, file=sys.stderr)
                 return 1

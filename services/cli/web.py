@@ -20,16 +20,25 @@ from pathlib import Path
 from services.cli.envoy import REPO_ROOT, EnvoyProxy, EnvoySettings
 from services.cli.stack import LocalStack
 from services.common.errors import FailedPrecondition, Unavailable
+from services.common.local_issuer import AUDIENCE, ISSUER, LocalIssuer
 
 DIST_DIR = REPO_ROOT / "web" / "dist"
 CONFIG_PATH = "/config.json"
+# The local issuer's public keys, where OIDC discovery would put them (what Envoy and the services trust).
+JWKS_PATH = "/.well-known/jwks.json"
 
 
-def _handler(dist: Path, config: Callable[[], bytes], csp: Callable[[], str]) -> type[SimpleHTTPRequestHandler]:
+def _handler(
+    dist: Path, config: Callable[[], bytes], csp: Callable[[], str], jwks: Callable[[], bytes]
+) -> type[SimpleHTTPRequestHandler]:
     class Handler(SimpleHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            if self.path.split("?", 1)[0] == CONFIG_PATH:
-                body = config()
+            path = self.path.split("?", 1)[0]
+            if path in (CONFIG_PATH, JWKS_PATH):
+                body = config() if path == CONFIG_PATH else jwks()
+                if not body:
+                    self.send_error(404)
+                    return
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -52,14 +61,19 @@ def _handler(dist: Path, config: Callable[[], bytes], csp: Callable[[], str]) ->
 
 
 class StaticServer:
-    """Serves a folder read-only, plus `config` as /config.json, on loopback."""
+    """Serves a folder read-only, plus `config` as /config.json and the JWKS file (if given) at
+    /.well-known/jwks.json, on loopback."""
 
-    def __init__(self, dist: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, dist: Path, host: str = "127.0.0.1", port: int = 0, jwks_file: Path | None = None) -> None:
         if not (dist / "index.html").is_file():
             raise FailedPrecondition(f"the web UI is not built ({dist}/index.html is missing): run `make web`")
         self.config: dict[str, str] = {}
+
+        def jwks() -> bytes:
+            return jwks_file.read_bytes() if jwks_file is not None and jwks_file.is_file() else b""
+
         try:
-            handler = _handler(dist, lambda: json.dumps(self.config).encode(), self.content_security_policy)
+            handler = _handler(dist, lambda: json.dumps(self.config).encode(), self.content_security_policy, jwks)
             self._server = ThreadingHTTPServer((host, port), handler)
         except OSError as error:
             raise Unavailable(
@@ -93,12 +107,21 @@ class WebFrontend:
 
 @contextlib.contextmanager
 def web_frontend(stack: LocalStack, work_dir: Path, port: int = 0, dist: Path = DIST_DIR) -> Iterator[WebFrontend]:
-    """Envoy in front of the stack's orchestrator and storage, and the UI that talks to it."""
+    """Envoy in front of the stack's orchestrator and storage, and the UI that talks to it. Envoy trusts
+    the stack's own token issuer (DATA_ROOT/auth), as the services do."""
+    issuer = LocalIssuer.at(stack.data_root).ensure()
     # The UI's port must be known before Envoy starts (its origin is Envoy's allowed one): bind first.
-    static = StaticServer(dist, stack.host, port)
+    static = StaticServer(dist, stack.host, port, jwks_file=issuer.jwks_path)
     try:
         origins = (static.url, f"http://localhost:{static.port}")
-        settings = EnvoySettings(stack.address("orchestrator"), stack.address("storage"), allowed_origins=origins)
+        settings = EnvoySettings(
+            stack.address("orchestrator"),
+            stack.address("storage"),
+            allowed_origins=origins,
+            jwt_issuer=ISSUER,
+            jwt_audiences=(AUDIENCE,),
+            jwks_file=str(issuer.jwks_path),
+        )
         with EnvoyProxy(settings, work_dir / "envoy") as envoy:
             static.config["grpcWebUrl"] = envoy.url
             yield WebFrontend(static.url, envoy)

@@ -332,3 +332,16 @@ def test_every_rpc_of_every_service_has_a_decided_role() -> None:
     for module in (detector_pb2, embedder_pb2, tracker_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             assert table[service.full_name] == {}, "internal services take only service calls"
+
+
+def test_people_never_see_where_the_video_lives(
+    as_role: Callable[[str], Caller], stack: LocalStack, episode: str
+) -> None:
+    viewer = as_role("viewer")
+    shown = viewer.storage.GetEpisode(storage_pb2.GetEpisodeRequest(ep_id=episode))
+    listed = [e for e in viewer.storage.ListEpisodes(storage_pb2.ListEpisodesRequest()).episodes if e.ep_id == episode]
+    for seen in (shown, *listed):
+        assert seen.video.frame_count > 0 and not seen.video_uri and not seen.video.uri
+    with stack.channel("storage") as channel:  # services still get it: the detector opens it
+        internal = storage_pb2_grpc.StorageServiceStub(channel).GetEpisode(storage_pb2.GetEpisodeRequest(ep_id=episode))
+    assert internal.video_uri.startswith(str(stack.data_root.resolve()))

@@ -166,8 +166,13 @@ def test_streamed_upload_becomes_an_episode_and_bad_uploads_leave_nothing(
     expect_status(
         grpc.StatusCode.INVALID_ARGUMENT,
         lambda: _upload(stubs, "uploaded-2", b"not a video" * 1000),
-        "not a readable video",
+        "does not start like a video file",
     )
+    # Starts like an MP4 but is not one: the detector's probe decides, and the message names no path.
+    details = expect_status(
+        grpc.StatusCode.INVALID_ARGUMENT, lambda: _upload(stubs, "uploaded-2", data[:4000]), "not a readable video"
+    )
+    assert str(stack.data_root) not in details
     expect_status(grpc.StatusCode.INVALID_ARGUMENT, lambda: _upload(stubs, "uploaded-3", b""), "empty")
     expect_status(
         grpc.StatusCode.INVALID_ARGUMENT,

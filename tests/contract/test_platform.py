@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -47,12 +48,29 @@ def test_metrics_endpoint_counts_rpcs(stack: LocalStack, stubs: dict) -> None:
     assert 'faceflow_rpc_requests_total{code="OK",method="/faceflow.v1.StorageService/ListEpisodes"}' in body
 
 
+def test_a_service_without_credentials_configured_refuses_to_start(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FACEFLOW_AUTH_", "FACEFLOW_SERVICE_TOKEN"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "services.tracker", "--port", "0", "--port-file", str(tmp_path / "p")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "authentication is not configured" in result.stderr + result.stdout
+    assert not (tmp_path / "p").exists()
+
+
 def test_sigterm_shuts_down_gracefully(tmp_path: Path) -> None:
+    from services.common.local_issuer import LocalIssuer
+
     port_file = tmp_path / "tracker.port"
     process = subprocess.Popen(
         [sys.executable, "-m", "services.tracker", "--port", "0", "--port-file", str(port_file)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        env={**os.environ, **LocalIssuer.at(tmp_path).ensure().service_env()},
     )
     deadline = time.monotonic() + 60
     while not port_file.exists():

@@ -5,6 +5,7 @@ assert the properties that matter. No cluster needed. Run by `make chart-check`,
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import re
@@ -27,21 +28,65 @@ RELEASE = "ff"
 CRD_KINDS = {"ScaledObject", "ServiceMonitor"}
 FACEFLOW_SERVICES = ("orchestrator", "detector", "embedder", "tracker", "storage")
 
+# A public key in JWKS form (no private part anywhere): what `auth.jwks` takes, for the inline-JWKS cases.
+JWKS = {
+    "keys": [
+        {
+            "kty": "EC",
+            "crv": "P-256",
+            "x": "VAgbCcEAm7lGXisc3QeT-bkIhTjYN7AoReOSB1FEyks",
+            "y": "FC4WxZtZillfidgvdF-23j27qH-pe2pcieKfbOxk5kg",
+            "kid": "chart-test",
+            "use": "sig",
+            "alg": "ES256",
+        }
+    ]
+}
+ISSUER = "https://login.example.com/realms/tv"
+# The chart has no auth defaults (it must not start open): every case names an issuer and its keys.
+AUTH_COMMON = ["--set", f"auth.issuer={ISSUER}", "--set", "auth.audiences={faceflow,faceflow-web}"]
+AUTH_URI = [*AUTH_COMMON, "--set", "auth.jwksUri=https://login.example.com/realms/tv/certs"]
+AUTH_INLINE = [*AUTH_COMMON, "--set-json", "auth.jwks=" + json.dumps(json.dumps(JWKS))]
+JWKS_MOUNT = "/etc/faceflow/auth"
+
 # Each case is one `helm template` of the chart; every check below runs on every case.
 CASES: dict[str, list[str]] = {
-    "default": [],
-    "keda": ["--set", "autoscaling.mode=keda", "--set", "metrics.serviceMonitor.enabled=true"],
-    "tls": ["--set", "tls.enabled=true,tls.secretName=ff-tls", "--set", "s3.credentials.existingSecret=ff-s3"],
-    "cpu-triton": ["--set", "triton.gpu.enabled=false", "--set", "triton.modelRepository.type=volume"],
-    "example-eks": ["-f", str(REPO / "deploy" / "k8s-values" / "example-eks.yaml")],
+    "default": [*AUTH_URI],
+    "keda": [*AUTH_INLINE, "--set", "autoscaling.mode=keda", "--set", "metrics.serviceMonitor.enabled=true"],
+    "tls": [
+        *AUTH_URI,
+        "--set",
+        "tls.enabled=true,tls.secretName=ff-tls",
+        "--set",
+        "s3.credentials.existingSecret=ff-s3",
+        "--set",
+        "auth.serviceToken.existingSecret=ff-service-token,auth.serviceToken.key=secret",
+    ],
+    "cpu-triton": [
+        *AUTH_INLINE,
+        "--set",
+        "triton.gpu.enabled=false",
+        "--set",
+        "triton.modelRepository.type=volume",
+        "--set",
+        "auth.roleMap.tv-archive-editors=reviewer,auth.roleMap.faceflow-admins=admin,auth.rolesClaim=groups",
+    ],
+    "example-eks": ["-f", str(REPO / "deploy" / "k8s-values" / "example-eks.yaml"), *AUTH_URI],
 }
 # Values the schema must refuse, and a fragment of helm's complaint.
 REJECTED = {
-    "wildcard origin": (["--set", "envoy.cors.allowedOrigins={*}"], "allowedOrigins"),
-    "unknown mode": (["--set", "autoscaling.mode=vpa"], "mode"),
-    "tls without secret": (["--set", "tls.enabled=true"], "secretName"),
-    "inline credential": (["--set", "s3.credentials.secretAccessKey=abc"], "secretAccessKey"),
-    "misspelt key": (["--set", "autoscalling.mode=hpa"], "autoscalling"),
+    "wildcard origin": ([*AUTH_URI, "--set", "envoy.cors.allowedOrigins={*}"], "allowedOrigins"),
+    "unknown mode": ([*AUTH_URI, "--set", "autoscaling.mode=vpa"], "mode"),
+    "tls without secret": ([*AUTH_URI, "--set", "tls.enabled=true"], "secretName"),
+    "inline credential": ([*AUTH_URI, "--set", "s3.credentials.secretAccessKey=abc"], "secretAccessKey"),
+    "misspelt key": ([*AUTH_URI, "--set", "autoscalling.mode=hpa"], "autoscalling"),
+    "no auth": ([], "issuer"),
+    "no audience": (["--set", f"auth.issuer={ISSUER}", "--set", "auth.jwksUri=https://x.example/certs"], "audiences"),
+    "no keys": (AUTH_COMMON, "oneOf"),
+    "two key sources": ([*AUTH_INLINE, "--set", "auth.jwksUri=https://x.example/certs"], "oneOf"),
+    "unknown role": ([*AUTH_URI, "--set", "auth.roleMap.staff=superuser"], "roleMap"),
+    "inline service token": ([*AUTH_URI, "--set", "auth.serviceToken.value=abc"], "value"),
+    "no rate limit": ([*AUTH_URI, "--set", "envoy.rateLimit.perClientPerMinute=0"], "perClientPerMinute"),
 }
 
 
@@ -183,7 +228,7 @@ def test_envoy_filters_origins_and_config(case: str, tmp_path: Path) -> None:
     config = yaml.safe_load(config_text)
     hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     names = [f["name"].rsplit(".", 1)[-1] for f in hcm["http_filters"]]
-    assert names == ["grpc_web", "cors", "router"]
+    assert names == ["grpc_web", "cors", "local_ratelimit", "jwt_authn", "router"]
     vhost = hcm["route_config"]["virtual_hosts"][0]
     origins = vhost["typed_per_filter_config"]["envoy.filters.http.cors"]["allow_origin_string_match"]
     assert origins and all(set(o) == {"exact"} and "*" not in o["exact"] for o in origins)
@@ -213,6 +258,9 @@ def test_envoy_filters_origins_and_config(case: str, tmp_path: Path) -> None:
         )
         shutil.copy(tmp_path / "tls.crt", tmp_path / "ca.crt")
         config_text = config_text.replace("/etc/faceflow/tls", str(tmp_path))
+    if JWKS_MOUNT in config_text:  # the inline JWKS, where the ConfigMap would mount it
+        (tmp_path / "jwks.json").write_text(of_kind(case, "ConfigMap")["jwks"]["data"]["jwks.json"])
+        config_text = config_text.replace(JWKS_MOUNT, str(tmp_path))
     (tmp_path / "envoy.yaml").write_text(config_text)
     run(BIN / "envoy", "--mode", "validate", "-c", tmp_path / "envoy.yaml")
 
@@ -266,11 +314,27 @@ def test_triton_gpu_and_backend_wiring(case: str) -> None:
 
 @pytest.mark.parametrize("case", CASES)
 def test_no_secret_values_inline(case: str) -> None:
-    assert "Secret" not in {o["kind"] for o in objects(case)}
+    """The one Secret the chart may create is the service token, generated (never a value from values.yaml)."""
+    secrets = of_kind(case, "Secret")
+    assert set(secrets) <= {"service-token"}
+    if secrets:
+        first = secrets["service-token"]["data"]["token"]
+        assert len(base64.b64decode(first)) == 48
+        again = [o for o in yaml.safe_load_all(helm_template(*CASES[case]).stdout) if o and o["kind"] == "Secret"]
+        assert again[0]["data"]["token"] != first, "the token must be random, not a value"
+    mounted = {
+        m["mountPath"]
+        for dep in of_kind(case, "Deployment").values()
+        for m in container(dep)["volumeMounts"]
+        if m["name"] == "service-token"
+    }
     for name, dep in of_kind(case, "Deployment").items():
         for var in container(dep).get("env", []):
             if any(word in var["name"] for word in ("SECRET", "KEY_ID", "TOKEN", "PASSWORD", "SIGNING_KEY")):
-                assert "secretKeyRef" in var.get("valueFrom", {}), (name, var["name"])
+                if var["name"].endswith("_FILE"):  # a path into a mounted Secret, not the secret itself
+                    assert str(Path(var["value"]).parent) in mounted, (name, var)
+                else:
+                    assert "secretKeyRef" in var.get("valueFrom", {}), (name, var["name"])
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -285,3 +349,138 @@ def test_orchestrator_spreads_segments_over_detector_pods(case: str) -> None:
         headless = address.removeprefix("dns:///").split(".")[0].removeprefix(f"{RELEASE}-faceflow-")
         assert services[headless]["spec"]["clusterIP"] == "None"
     assert int(variables["FACEFLOW_SEGMENT_PARALLELISM"]["value"]) >= 2
+
+
+# --- authentication and the edge ------------------------------------------------------------------------
+
+
+def envoy_config(case: str) -> dict:
+    return yaml.safe_load(of_kind(case, "ConfigMap")["envoy"]["data"]["envoy.yaml"])
+
+
+def http_filters(config: dict) -> dict[str, dict]:
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    return {f["name"]: f["typed_config"] for f in hcm["http_filters"]}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_envoy_requires_a_token_on_every_route(case: str) -> None:
+    config = envoy_config(case)
+    jwt_authn = http_filters(config)["envoy.filters.http.jwt_authn"]
+    (provider,) = jwt_authn["providers"].values()
+    assert provider["issuer"] == ISSUER and provider["audiences"] == ["faceflow", "faceflow-web"]
+    assert provider["forward"] is True  # the services verify the token again and read the role
+    assert provider["from_headers"] == [{"name": "authorization", "value_prefix": "Bearer "}]
+    # One rule, covering every path, requiring the provider; only CORS preflights pass without.
+    assert jwt_authn["rules"] == [{"match": {"prefix": "/"}, "requires": {"provider_name": "faceflow"}}]
+    assert jwt_authn["bypass_cors_preflight"] is True
+    vhost = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    routes = vhost["route_config"]["virtual_hosts"][0]["routes"]
+    assert all(r["match"].get("prefix", "").startswith("/") or r["match"].get("path") for r in routes)
+    assert not any("envoy.filters.http.jwt_authn" in r.get("typed_per_filter_config", {}) for r in routes)
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    if "jwksUri=" in " ".join(CASES[case]):
+        assert "local_jwks" not in provider
+        remote = provider["remote_jwks"]
+        assert remote["http_uri"] == {
+            "uri": "https://login.example.com/realms/tv/certs",
+            "cluster": "jwks",
+            "timeout": "5s",
+        }
+        tls = clusters["jwks"]["transport_socket"]["typed_config"]
+        assert tls["sni"] == "login.example.com"
+        validation = tls["common_tls_context"]["validation_context"]
+        assert validation["match_typed_subject_alt_names"] == [
+            {"san_type": "DNS", "matcher": {"exact": "login.example.com"}}
+        ]
+        endpoint = clusters["jwks"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+        assert endpoint["address"]["socket_address"] == {"address": "login.example.com", "port_value": 443}
+    else:
+        assert provider["local_jwks"] == {"filename": f"{JWKS_MOUNT}/jwks.json"} and "jwks" not in clusters
+        assert json.loads(of_kind(case, "ConfigMap")["jwks"]["data"]["jwks.json"]) == JWKS
+        envoy_pod = of_kind(case, "Deployment")["envoy"]
+        assert {m["mountPath"] for m in container(envoy_pod)["volumeMounts"]} >= {JWKS_MOUNT}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_envoy_strips_service_headers_and_limits_rate(case: str) -> None:
+    config = envoy_config(case)
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    # Route-config level: applies to every route, before any service sees the request.
+    assert set(hcm["route_config"]["request_headers_to_remove"]) == {"x-faceflow-service-token", "x-faceflow-principal"}
+    assert hcm["use_remote_address"] is True and hcm["xff_num_trusted_hops"] == 1
+    limit = http_filters(config)["envoy.filters.http.local_ratelimit"]
+    assert limit["rate_limits"] == [{"actions": [{"remote_address": {}}]}]
+    (per_client,) = limit["descriptors"]
+    assert per_client["entries"] == [{"key": "remote_address", "value": ""}]  # a bucket per address
+    assert per_client["token_bucket"]["max_tokens"] == 1200 and per_client["token_bucket"]["fill_interval"] == "60s"
+    assert limit["token_bucket"]["max_tokens"] == 30000  # every client together
+    for switch in ("filter_enabled", "filter_enforced"):
+        assert limit[switch]["default_value"] == {"numerator": 100, "denominator": "HUNDRED"}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_service_authenticates(case: str) -> None:
+    deployments = of_kind(case, "Deployment")
+    secret = "ff-service-token" if case == "tls" else f"{RELEASE}-faceflow-service-token"
+    key = "secret" if case == "tls" else "token"
+    for name in FACEFLOW_SERVICES:
+        dep = deployments[name]
+        variables = {k: v.get("value") for k, v in env(dep).items()}
+        assert variables["FACEFLOW_AUTH_ISSUER"] == ISSUER, name
+        assert variables["FACEFLOW_AUTH_AUDIENCES"] == "faceflow,faceflow-web", name
+        if "jwksUri=" in " ".join(CASES[case]):
+            assert (
+                variables["FACEFLOW_AUTH_JWKS_URI"].startswith("https://")
+                and "FACEFLOW_AUTH_JWKS_FILE" not in variables
+            )
+        else:
+            assert variables["FACEFLOW_AUTH_JWKS_FILE"] == f"{JWKS_MOUNT}/jwks.json", name
+        if case == "cpu-triton":
+            assert variables["FACEFLOW_AUTH_ROLES_CLAIM"] == "groups"
+            assert variables["FACEFLOW_AUTH_ROLE_MAP"] == "faceflow-admins=admin,tv-archive-editors=reviewer"
+        # The service token: a read-only file from the Secret, never an env value.
+        assert variables["FACEFLOW_SERVICE_TOKEN_FILE"] == "/etc/faceflow/service-token/token", name
+        mounts = {m["name"]: m for m in container(dep)["volumeMounts"]}
+        assert (
+            mounts["service-token"]["readOnly"]
+            and mounts["service-token"]["mountPath"] == "/etc/faceflow/service-token"
+        )
+        volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["service-token"]["secret"]["secretName"] == secret, name
+        assert volumes["service-token"]["secret"]["items"] == [{"key": key, "path": "token"}]
+    # Orchestrator: no server-side file paths from anyone in a cluster unless asked for.
+    assert env(deployments["orchestrator"])["FACEFLOW_ALLOW_LOCAL_SOURCES"]["value"] == "false"
+    # Detector: the only URLs it fetches are the bucket's (it needs the bucket's name, not its keys).
+    detector_env = env(deployments["detector"])
+    assert detector_env["FACEFLOW_S3_BUCKET"]["value"] and "AWS_SECRET_ACCESS_KEY" not in detector_env
+    # Envoy and Triton never get the service token.
+    for name in ("envoy", "triton"):
+        dep = deployments[name]
+        assert "service-token" not in {v["name"] for v in dep["spec"]["template"]["spec"].get("volumes", [])}, name
+    assert (case == "tls") is ("service-token" not in of_kind(case, "Secret"))
+
+
+@pytest.mark.parametrize("case", ["default", "keda"])
+def test_jwks_egress_only_with_a_remote_jwks(case: str) -> None:
+    policies = of_kind(case, "NetworkPolicy")
+    remote = "jwksUri=" in " ".join(CASES[case])
+    for name in ("envoy", "orchestrator", "storage", "detector", "embedder", "tracker"):
+        blocks = {
+            peer.get("ipBlock", {}).get("cidr")
+            for rule in policies[name]["spec"]["egress"]
+            for peer in rule.get("to", [])
+            if {p["port"] for p in rule.get("ports", [])} == {443}
+        }
+        wanted = remote and name in ("envoy", "orchestrator", "storage")
+        assert ("0.0.0.0/0" in blocks) is (wanted or name in ("storage", "detector")), (name, blocks)
+
+
+def test_allow_local_sources_is_a_value() -> None:
+    out = helm_template(*AUTH_URI, "--set", "orchestrator.allowLocalSources=true").stdout
+    orchestrator = next(
+        o
+        for o in yaml.safe_load_all(out)
+        if o and o["kind"] == "Deployment" and o["metadata"]["name"].endswith("orchestrator")
+    )
+    assert env(orchestrator)["FACEFLOW_ALLOW_LOCAL_SOURCES"]["value"] == "true"

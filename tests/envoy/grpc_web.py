@@ -13,7 +13,7 @@ import http.client
 import struct
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 CONTENT_TYPE = "application/grpc-web+proto"
@@ -83,17 +83,34 @@ class GrpcWebCall:
 
 
 def start_call(
-    address: str, method: str, request: bytes, origin: str | None = None, timeout: float = 60.0
+    address: str,
+    method: str,
+    request: bytes,
+    origin: str | None = None,
+    timeout: float = 60.0,
+    token: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> GrpcWebCall:
-    """POST one request message to `/package.Service/Method` and return once the headers are in."""
+    """POST one request message to `/package.Service/Method` and return once the headers are in.
+    `token` goes out as `authorization: Bearer <token>`, as the web UI sends it; `headers` are added as given."""
     connection = http.client.HTTPConnection(address, timeout=timeout)
-    headers = {"content-type": CONTENT_TYPE, "x-grpc-web": "1", "accept": CONTENT_TYPE}
+    sent = {"content-type": CONTENT_TYPE, "x-grpc-web": "1", "accept": CONTENT_TYPE}
     if origin:
-        headers["origin"] = origin
-    connection.request("POST", method, body=frame(request), headers=headers)
+        sent["origin"] = origin
+    if token:
+        sent["authorization"] = f"Bearer {token}"
+    sent.update(headers or {})
+    connection.request("POST", method, body=frame(request), headers=sent)
     return GrpcWebCall(connection.getresponse(), connection)
 
 
-def unary(address: str, method: str, request: bytes, origin: str | None = None) -> tuple[GrpcWebCall, list[bytes]]:
-    call = start_call(address, method, request, origin)
+def unary(
+    address: str,
+    method: str,
+    request: bytes,
+    origin: str | None = None,
+    token: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[GrpcWebCall, list[bytes]]:
+    call = start_call(address, method, request, origin, token=token, headers=headers)
     return call, list(call.messages())

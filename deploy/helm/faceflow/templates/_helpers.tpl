@@ -147,3 +147,69 @@ seccompProfile:
 checkov.io/skip1: CKV_K8S_35=AWS SDKs read credentials from AWS_* env vars; the Secret is referenced by name, never inlined; prefer a pod role (serviceAccount annotations)
 {{- end }}
 {{- end -}}
+
+{{/* Authentication (docs/deploy.md#authentication) ------------------------------------------- */}}
+
+{{/* The Secret holding the service token: the one given, or the chart's own. */}}
+{{- define "faceflow.serviceTokenSecret" -}}
+{{- .Values.auth.serviceToken.existingSecret | default (include "faceflow.componentName" (dict "root" . "component" "service-token")) -}}
+{{- end -}}
+
+{{/* Where the JWKS ConfigMap (auth.jwks) is mounted, in Envoy and the services. */}}
+{{- define "faceflow.jwksFile" -}}/etc/faceflow/auth/jwks.json{{- end -}}
+
+{{/* FACEFLOW_AUTH_* and FACEFLOW_SERVICE_TOKEN_FILE of every faceflow service. */}}
+{{- define "faceflow.authEnv" -}}
+{{- $a := .Values.auth -}}
+- name: FACEFLOW_AUTH_ISSUER
+  value: {{ $a.issuer | quote }}
+- name: FACEFLOW_AUTH_AUDIENCES
+  value: {{ join "," $a.audiences | quote }}
+{{- if $a.jwksUri }}
+- name: FACEFLOW_AUTH_JWKS_URI
+  value: {{ $a.jwksUri | quote }}
+{{- else }}
+- name: FACEFLOW_AUTH_JWKS_FILE
+  value: {{ include "faceflow.jwksFile" . | quote }}
+{{- end }}
+- name: FACEFLOW_AUTH_ROLES_CLAIM
+  value: {{ $a.rolesClaim | quote }}
+{{- $pairs := list }}
+{{- range $value := keys $a.roleMap | sortAlpha }}{{ $pairs = append $pairs (printf "%s=%s" $value (index $a.roleMap $value)) }}{{ end }}
+- name: FACEFLOW_AUTH_ROLE_MAP
+  value: {{ join "," $pairs | quote }}
+- name: FACEFLOW_SERVICE_TOKEN_FILE
+  value: /etc/faceflow/service-token/token
+{{- end -}}
+
+{{/* Volumes of every faceflow service pod: the service token (read-only, group-readable for fsGroup)
+and the JWKS file when it is inline. */}}
+{{- define "faceflow.authVolumes" -}}
+- name: service-token
+  secret:
+    secretName: {{ include "faceflow.serviceTokenSecret" . }}
+    defaultMode: 0440
+    items:
+      - key: {{ .Values.auth.serviceToken.key }}
+        path: token
+{{- if .Values.auth.jwks }}
+{{ include "faceflow.jwksVolume" . }}
+{{- end }}
+{{- end -}}
+
+{{- define "faceflow.jwksVolume" -}}
+- name: jwks
+  configMap:
+    name: {{ include "faceflow.componentName" (dict "root" . "component" "jwks") }}
+{{- end -}}
+
+{{- define "faceflow.authMounts" -}}
+- name: service-token
+  mountPath: /etc/faceflow/service-token
+  readOnly: true
+{{- if .Values.auth.jwks }}
+- name: jwks
+  mountPath: /etc/faceflow/auth
+  readOnly: true
+{{- end }}
+{{- end -}}
