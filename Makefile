@@ -74,6 +74,12 @@ bench-quick: models media
 # Every registered tracker on the sample episode at strides 1 and 5, alone and with the pipeline's track
 # refinement: IDF1, ID switches, fragmentation, overall and on the occlusion scenes, and wall time, side
 # by side (docs/evaluation.md; ~25 min on 2 busy cores). Results in bench/trackers.json and trackers.md.
+# Peak memory of every service with 2 and with 10 runs submitted at once (the job queue runs at most
+# FACEFLOW_MAX_RUNNING_JOBS): bench/admission.md. ~3 min.
+.PHONY: bench-admission
+bench-admission: models media
+	$(PY) -m bench.admission --out bench
+
 .PHONY: bench-trackers
 bench-trackers: models media
 	$(PY) -m bench.trackers --strides 1,5 --refine both --out bench

@@ -379,6 +379,57 @@ def test_browsers_cannot_pose_as_a_service(
     assert set(config["request_headers_to_remove"]) == {"x-faceflow-service-token", "x-faceflow-principal"}
 
 
+def test_admin_deletes_through_envoy_and_the_delete_is_audited(
+    proxy: envoy.EnvoyProxy, stack: LocalStack, native: dict, media: Path, issuer: LocalIssuer
+) -> None:
+    _episode(native, media, "web-gone")
+    admin = issuer.mint("admin", "ada", 600)
+    delete = storage_pb2.DeleteEpisodeRequest(ep_id="web-gone").SerializeToString()
+    call, messages = unary(proxy.address, f"{STORE}/DeleteEpisode", delete, origin=ALLOWED, token=admin)
+    assert call.grpc_status == 0, call.grpc_message
+    assert storage_pb2.DeleteEpisodeResponse.FromString(messages[0]).local_dirs_removed == 1
+    assert not (stack.data_root / "episodes" / "web-gone").exists()
+    audit = [
+        json.loads(line)
+        for line in stack.processes["storage"].log_path.read_text().splitlines()
+        if '"audit"' in line and "web-gone" in line
+    ]
+    assert [(a["principal"], a["action"], a["local_dirs_removed"]) for a in audit] == [
+        ("ada (admin)", "delete_episode", 1)
+    ], audit
+
+
+def test_a_source_url_through_envoy_reaches_no_listener(proxy: envoy.EnvoyProxy, tokens: dict[str, str]) -> None:
+    """The SSRF of the security review: CreateEpisode.source_path naming a loopback admin endpoint."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hits: list[str] = []
+
+    class Listener(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Listener)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for source in (f"http://127.0.0.1:{server.server_port}/internal/admin?x=1", "/etc/passwd", "/root/.ssh/id_rsa"):
+            request = storage_pb2.CreateEpisodeRequest(ep_id="ssrf", source_path=source).SerializeToString()
+            call, _ = unary(proxy.address, f"{ORCH}/CreateEpisode", request, origin=ALLOWED, token=tokens["reviewer"])
+            assert call.grpc_status == PERMISSION_DENIED, call.grpc_message
+            assert "only as an upload" in call.grpc_message and source not in call.grpc_message
+        time.sleep(0.2)
+        assert hits == []
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_local_issuer_jwks_is_served_beside_the_ui(tmp_path: Path, issuer: LocalIssuer) -> None:
     """`faceflow up --web` publishes the public keys Envoy and the services trust at /.well-known/jwks.json."""
     (tmp_path / "index.html").write_text("<!doctype html>")
