@@ -53,6 +53,7 @@ _BY_SERVICE: dict[str, dict[str, Role]] = {
         "DiscardUpload": Role.SERVICE,
         "PutArtifact": Role.SERVICE,
         "PublishRun": Role.SERVICE,
+        "DeleteRun": Role.SERVICE,
         "AppendReviewRecord": Role.SERVICE,
         "AddPerson": Role.SERVICE,
     },

@@ -89,6 +89,11 @@ class Settings:
     # open chunked uploads per caller.
     max_running_jobs: int = 2
     job_retention_s: int = 6 * 3600
+    # The job store (services/orchestrator/jobstore): empty = SQLite in the data root; a postgresql://
+    # DSN where several orchestrator replicas share the work. A replica holds a job for job_lease_s
+    # and renews it every third of that; a replica that stops renewing loses its jobs to another.
+    jobs_dsn: str = ""
+    job_lease_s: int = 30
     max_uploads_per_caller: int = 4
     # Storage admission: the largest upload taken, and free space that must remain after it.
     max_upload_bytes: int = 64 * 1024**3
@@ -156,6 +161,8 @@ class Settings:
             raise InvalidArgument(f"model_threads must be >= 0, got {settings.model_threads}")
         if not 1 <= settings.max_running_jobs <= 64:
             raise InvalidArgument(f"max_running_jobs must be 1..64, got {settings.max_running_jobs}")
+        if not 3 <= settings.job_lease_s <= 600:
+            raise InvalidArgument(f"job_lease_s must be 3..600 s, got {settings.job_lease_s}")
         if settings.job_retention_s < 60:
             raise InvalidArgument(f"job_retention_s must be >= 60 s, got {settings.job_retention_s}")
         if settings.max_uploads_per_caller < 1:

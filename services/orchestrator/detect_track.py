@@ -23,6 +23,7 @@ from faceflow.v1 import common_pb2, detector_pb2, detector_pb2_grpc, embedder_pb
 from services.common.errors import Cancelled, FaceflowError, FailedPrecondition, Unavailable
 from services.common.grpc_errors import translate_rpc_errors
 from services.orchestrator.artifacts import CropSaver
+from services.orchestrator.checkpoints import SegmentCheckpoints
 from services.orchestrator.clients import ServiceClients
 from services.orchestrator.face_table import FaceTable, FaceTableBuilder
 from services.orchestrator.sampler import SamplerSettings, TrackSampler
@@ -53,6 +54,8 @@ class StreamOptions:
     ep_id: str = ""
     run_id: str = ""
     save_crops: bool = False
+    # Fingerprint of everything a segment depends on (checkpoints.fingerprint); empty: no checkpoints.
+    checkpoint_key: str = ""
 
 
 @dataclass
@@ -74,6 +77,7 @@ class StreamResult:
     embedded_for_tracking: int = 0  # faces the tracker asked embeddings for (reused for identities)
     tracking_embed_s: float = 0.0  # seconds the stream waited for them
     crops: CropSaver | None = None  # finished; reindex() after tracks are split or merged
+    segments_resumed: int = 0  # segments taken from checkpoints of an earlier attempt of the same run
 
 
 class _EmbedQueue:
@@ -225,7 +229,7 @@ class _TrackerSession:
 
 
 @dataclass
-class _Face:
+class SegmentFace:
     frame: int
     box: list[float]
     score: float
@@ -236,11 +240,11 @@ class _Face:
 
 
 @dataclass
-class _SegmentResult:
+class SegmentResult:
     segment: Segment
     frames: list[int] = field(default_factory=list)
     cuts: list[int] = field(default_factory=list)
-    faces: list[_Face] = field(default_factory=list)  # overlap-frame faces included (frame < segment.start)
+    faces: list[SegmentFace] = field(default_factory=list)  # overlap-frame faces included (frame < segment.start)
     # (face index, (aligned crop, display crop, embedded for tracking already))
     samples: list[tuple[int, tuple[bytes, bytes, bool]]] = field(default_factory=list)
     known: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (face index, vector from tracking)
@@ -254,9 +258,9 @@ class _Progress:
         self.frames = 0
         self.tracks: set[tuple[int, int]] = set()
 
-    def add(self, segment: int, tracks: list[int]) -> None:
+    def add(self, segment: int, tracks: list[int], frames: int = 1) -> None:
         with self._lock:
-            self.frames += 1
+            self.frames += frames
             self.tracks.update((segment, t) for t in tracks)
 
 
@@ -268,9 +272,9 @@ def _run_segment(
     stop: threading.Event,
     progress: _Progress,
     embed_now: Callable[[list[bytes]], np.ndarray],
-) -> _SegmentResult:
+) -> SegmentResult:
     """Detect and track one segment in its own tracker session; sample faces to embed as it goes."""
-    result = _SegmentResult(segment)
+    result = SegmentResult(segment)
     sampler: TrackSampler[tuple[bytes, bytes, bool]] = TrackSampler(options.fps, options.sampler)
     appearance = tracker_kind(options.tracker).uses_appearance
     session = _TrackerSession(
@@ -310,7 +314,7 @@ def _run_segment(
                     box = [face.box.x1, face.box.y1, face.box.x2, face.box.y2]
                     position = len(result.faces)
                     result.faces.append(
-                        _Face(
+                        SegmentFace(
                             frame.frame_index,
                             box,
                             face.score,
@@ -346,7 +350,7 @@ class _Merger:
         self.next_track = 1
         self.last_frame_faces: tuple[np.ndarray, np.ndarray] = (np.zeros((0, 4)), np.zeros(0, np.int64))
 
-    def merge(self, result: _SegmentResult) -> None:
+    def merge(self, result: SegmentResult) -> None:
         segment = result.segment
         links: dict[int, int] = {}
         if segment.overlap_start < segment.start:
@@ -409,13 +413,26 @@ def detect_track_embed(
     merger = _Merger(builder, embeds, crops)
     progress = _Progress()
     stop = threading.Event()
+    checkpoints = (
+        SegmentCheckpoints(clients, options.ep_id, options.run_id, options.checkpoint_key)
+        if options.checkpoint_key and options.run_id
+        else None
+    )
 
-    def run(segment: Segment) -> _SegmentResult:
+    def run(segment: Segment) -> SegmentResult:
+        if checkpoints is not None:
+            done = checkpoints.load(segment, SegmentResult, SegmentFace)
+            if done is not None:  # finished by an earlier attempt of this run
+                progress.add(segment.index, [f.track for f in done.faces if f.track], len(done.frames))
+                return done
         error: FaceflowError | None = None
         for attempt in range(attempts):
             detector = detectors[(segment.index + attempt) % len(detectors)]
             try:
-                return _run_segment(detector, clients, options, segment, stop, progress, embeds.embed_now)
+                result = _run_segment(detector, clients, options, segment, stop, progress, embeds.embed_now)
+                if checkpoints is not None:
+                    checkpoints.save(result)
+                return result
             except Unavailable as failure:  # a replica went away: redo the segment on the next one
                 log.warning(
                     "detector replica failed; retrying the segment elsewhere",
@@ -462,4 +479,5 @@ def detect_track_embed(
         embeds.embedded_now,
         embeds.embed_now_s,
         crops,
+        checkpoints.loaded if checkpoints is not None else 0,
     )

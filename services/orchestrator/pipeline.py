@@ -23,7 +23,7 @@ from google.protobuf import json_format
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.grpc_errors import translate_rpc_errors
 from services.common.ids import validate_id
-from services.orchestrator import outputs
+from services.orchestrator import checkpoints, outputs
 from services.orchestrator.artifacts import upload_artifact
 from services.orchestrator.backfill import BackfillSettings, backfill_tracks
 from services.orchestrator.clients import ServiceClients, call_any
@@ -175,6 +175,17 @@ def run_episode(
         report(ProgressEvent(Stage.STAGE_DETECT_TRACK, p.frames_done, p.frames_total, fps, eta, p.tracks_so_far))
 
     tracker = settings_record(settings.tracker, video.fps, settings.stride)
+    # Everything a segment's result depends on: a resumed run reuses only checkpoints made under it.
+    checkpoint_key = checkpoints.fingerprint(
+        {
+            "video": episode.video_sha256,
+            "frames": video.frame_count,
+            "fps": video.fps,
+            "models": models,
+            "settings": dataclasses.asdict(settings),
+            "detectors": len(clients.detectors),
+        }
+    )
     report(
         ProgressEvent(
             Stage.STAGE_DETECT_TRACK,
@@ -197,6 +208,7 @@ def run_episode(
             ep_id=ep_id,
             run_id=run_id,
             save_crops=settings.save_crops,
+            checkpoint_key=checkpoint_key,
         ),
         on_stream,
         cancelled,
@@ -268,6 +280,7 @@ def run_episode(
             "faces_embedded_for_tracking": stream.embedded_for_tracking,
             "crops_saved": stream.crops_saved,
             "segments": stream.segments,
+            "segments_resumed": stream.segments_resumed,
             "detector_replicas": len(clients.detectors),
             "tracks": len(faces.track_ids()),
             "identities": len(result.identities),
@@ -278,6 +291,9 @@ def run_episode(
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "artifacts": sorted(files),
     }
+    # Checkpoints are not outputs: gone before the run is published (a crash after this redoes segments).
+    with translate_rpc_errors("storage"):
+        clients.storage.DeleteRun(storage_pb2.DeleteRunRequest(ep_id=ep_id, run_id=run_id, prefix=checkpoints.FOLDER))
     # The manifest is written last and the run published after it: readers never see a partial run.
     upload_artifact(clients, ep_id, run_id, outputs.MANIFEST, outputs.manifest_json(manifest))
     with translate_rpc_errors("storage"):

@@ -178,6 +178,10 @@ class StorageBackend(Protocol):
         """Make a finished run (its manifest.json exists) the episode's current outputs, atomically."""
         ...
 
+    def delete_run(self, ep_id: str, run_id: str, prefix: str) -> int:
+        """Delete a run's artifacts (prefix empty: all, refused for the current run); the count removed."""
+        ...
+
     def append_review_record(self, ep_id: str, seq: int, record: bytes) -> int:
         """Create review record `seq` (>= 1) of an episode exactly once: AlreadyExists if taken."""
         ...

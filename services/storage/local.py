@@ -530,6 +530,17 @@ class LocalStorage:
             self._write_record(episode)
             return episode
 
+    def delete_run(self, ep_id: str, run_id: str, prefix: str) -> int:
+        with self._lock:
+            episode = self.get_episode(ep_id)
+            if not prefix and run_id == episode.current_run_id:
+                raise FailedPrecondition(f"run {run_id!r} is the current run of episode {ep_id!r}; it is kept")
+            run_dir = self._run_dir(ep_id, run_id)
+            target = run_dir / validate_artifact_name(prefix.strip("/")) if prefix else run_dir
+            removed = sum(1 for _ in self._files(target))
+            self._remove(target)
+            return removed
+
     # ---- review log -----------------------------------------------------------------------------
 
     def append_review_record(self, ep_id: str, seq: int, record: bytes) -> int:

@@ -658,6 +658,19 @@ class S3Storage:
             sha256=reader.digest.hexdigest(),
         )
 
+    def delete_run(self, ep_id: str, run_id: str, prefix: str) -> int:
+        episode, _etag = self._read_episode(ep_id)
+        if not prefix and run_id == episode.current_run_id:
+            raise FailedPrecondition(f"run {run_id!r} is the current run of episode {ep_id!r}; it is kept")
+        folder = self._run_key(ep_id, run_id, validate_artifact_name(prefix.strip("/")) if prefix else "")
+        removed = 0
+        for _ in range(3):  # a second pass catches objects a concurrent writer added after the first listing
+            keys = [item["Key"] for item in self._list_keys(folder.rstrip("/") + "/")]
+            if not keys:
+                break
+            removed += self._delete_keys(keys)
+        return removed
+
     def get_artifact(self, ep_id: str, run_id: str, name: str) -> Iterator[bytes]:
         """Validates and opens the object now (errors surface at the call), then streams it lazily."""
         validate_id("episode", ep_id)

@@ -144,6 +144,14 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     ) -> storage_pb2.PublishRunResponse:
         return storage_pb2.PublishRunResponse(episode=self._backend.publish_run(request.ep_id, request.run_id))
 
+    def DeleteRun(
+        self, request: storage_pb2.DeleteRunRequest, context: grpc.ServicerContext
+    ) -> storage_pb2.DeleteRunResponse:
+        with audited("delete_run", ep_id=request.ep_id, run_id=request.run_id, prefix=request.prefix) as record:
+            removed = self._backend.delete_run(request.ep_id, request.run_id, request.prefix)
+            record["artifacts_removed"] = removed
+        return storage_pb2.DeleteRunResponse(artifacts_removed=removed)
+
     def AppendReviewRecord(
         self, request: storage_pb2.AppendReviewRecordRequest, context: grpc.ServicerContext
     ) -> storage_pb2.AppendReviewRecordResponse:

@@ -41,6 +41,9 @@ def test_run_streams_progress_and_publishes_outputs(stubs: dict, stack: LocalSta
     assert manifest["models"]["detector"]["sha256"] and manifest["video"]["sha256"]
     rows = (out / "tracks.mot.txt").read_text().splitlines()
     assert len(rows) == 36 and rows[0].startswith("1,1,") and rows[1].startswith("3,1,")
+    # Segment checkpoints are written as segments finish and removed before publishing: not outputs.
+    assert manifest["counts"]["segments_resumed"] == 0
+    assert not (out / "checkpoints").exists() and not (out / "runs" / summary.run_id / "checkpoints").exists()
 
 
 def test_submit_is_idempotent_per_key_and_jobs_can_be_watched(stubs: dict, media: Path) -> None:
