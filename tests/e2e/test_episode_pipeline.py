@@ -126,6 +126,7 @@ def test_real_cuts_split_tracks_and_no_face_video_gives_nothing(stack: LocalStac
     env = {
         "FACEFLOW_ORCHESTRATOR_ADDR": stack.address("orchestrator"),
         "FACEFLOW_STORAGE_ADDR": stack.address("storage"),
+        "FACEFLOW_DATA_ROOT": str(stack.data_root),  # this machine's user: the stack's service token
     }
     for ep_id, name in (("cut-a", "face_noface.mov"), ("cut-b", "noface_face.mov"), ("noface", "no_face.mp4")):
         run = faceflow("run", str(media / name), "--episode", ep_id, env=env)

@@ -71,6 +71,7 @@ def report_run(
     env = {
         "FACEFLOW_ORCHESTRATOR_ADDR": stack.address("orchestrator"),
         "FACEFLOW_STORAGE_ADDR": stack.address("storage"),
+        "FACEFLOW_DATA_ROOT": str(stack.data_root),  # this machine's user: the stack's service token
     }
     images = sorted(str(p) for p in (sample_episode / "enrol" / "obama").iterdir())
     added = faceflow("facebank", "add", "--show", SHOW, "--name", PERSON, *images, env=env)

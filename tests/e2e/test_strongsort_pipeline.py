@@ -27,6 +27,7 @@ def _run(stack: LocalStack, episode: Path, ep_id: str, *extra: str) -> tuple[Pat
     env = {
         "FACEFLOW_ORCHESTRATOR_ADDR": stack.address("orchestrator"),
         "FACEFLOW_STORAGE_ADDR": stack.address("storage"),
+        "FACEFLOW_DATA_ROOT": str(stack.data_root),  # this machine's user: the stack's service token
     }
     started = time.monotonic()
     run = faceflow("run", str(episode / "episode.mp4"), "--episode", ep_id, "--stride", str(STRIDE), *extra, env=env)
