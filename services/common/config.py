@@ -55,6 +55,9 @@ class Settings:
     # Segments of one episode detected at once (orchestrator): 0 = one per detector address. Set it
     # when one balanced address (dns:///detector-headless:50051) stands for many detector pods.
     segment_parallelism: int = 0
+    # Seconds of video per segment, the unit of sharding and of checkpoints (services/orchestrator/
+    # segments.py says why 60). Smaller: less rework after a crash, more segment borders.
+    segment_s: float = 60.0
     # Intra-op threads per model session; 0 = all cores.
     model_threads: int = 0
     # Where models run: "onnx" (onnxruntime in the service) or "triton" (a Triton server at triton_url,
@@ -93,7 +96,7 @@ class Settings:
     # DSN where several orchestrator replicas share the work. A replica holds a job for job_lease_s
     # and renews it every third of that; a replica that stops renewing loses its jobs to another.
     jobs_dsn: str = ""
-    job_lease_s: int = 30
+    job_lease_s: int = 15
     max_uploads_per_caller: int = 4
     # Storage admission: the largest upload taken, and free space that must remain after it.
     max_upload_bytes: int = 64 * 1024**3
@@ -131,6 +134,8 @@ class Settings:
                     converted[f.name] = Path(str(raw_value)).expanduser()
                 elif isinstance(default, int):
                     converted[f.name] = int(str(raw_value))
+                elif isinstance(default, float):
+                    converted[f.name] = float(str(raw_value))
                 else:
                     converted[f.name] = str(raw_value)
             except ValueError:
@@ -155,6 +160,8 @@ class Settings:
             raise InvalidArgument(
                 f"triton_url must be host:port of Triton's gRPC endpoint, without a scheme; got {settings.triton_url!r}"
             )
+        if not 5 <= settings.segment_s <= 3600:
+            raise InvalidArgument(f"segment_s must be 5..3600 s, got {settings.segment_s}")
         if not 0 <= settings.segment_parallelism <= 64:
             raise InvalidArgument(f"segment_parallelism must be 0..64, got {settings.segment_parallelism}")
         if settings.model_threads < 0:

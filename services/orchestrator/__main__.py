@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import threading
 
 import grpc
-from faceflow.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+from faceflow.v1 import orchestrator_pb2, orchestrator_pb2_grpc, storage_pb2
 
 from services.common.config import Settings
+from services.common.errors import FailedPrecondition, NotFound
+from services.common.grpc_errors import translate_rpc_errors
 from services.common.service_main import ServiceParts, service_main
 from services.orchestrator.clients import ServiceClients
 from services.orchestrator.harvest import harvest_crops
 from services.orchestrator.jobs import JobManager
+from services.orchestrator.jobstore import open_store
 from services.orchestrator.pipeline import ProgressEvent, RunSettings, run_episode, validate_episode
 from services.orchestrator.server import SERVICE_NAME, OrchestratorServicer
 from services.orchestrator.uploads import UploadSessions
@@ -21,7 +27,9 @@ def build(settings: Settings) -> ServiceParts:
     clients = ServiceClients.connect(settings)
 
     def run(job: orchestrator_pb2.Job, report: object, cancelled: threading.Event) -> orchestrator_pb2.RunSummary:
-        return run_episode(clients, job.ep_id, RunSettings.from_options(job.options), report, cancelled)  # type: ignore[arg-type]
+        settings_ = RunSettings.from_options(job.options)
+        # The job's run id: a resumed attempt writes the same run and reuses its segment checkpoints.
+        return run_episode(clients, job.ep_id, settings_, report, cancelled, run_id=job.run_id)  # type: ignore[arg-type]
 
     def validate(ep_id: str, options: orchestrator_pb2.RunOptions) -> None:
         """Bad options, an unknown episode or an unreadable video fail the submit, not a job."""
@@ -31,12 +39,21 @@ def build(settings: Settings) -> ServiceParts:
     def harvest(job: orchestrator_pb2.Job, report: object, cancelled: threading.Event) -> orchestrator_pb2.RunSummary:
         return harvest_crops(clients, job, report, cancelled)  # type: ignore[arg-type]
 
+    def remove_abandoned(job: orchestrator_pb2.Job) -> None:
+        """A run that failed or was cancelled is never published: its folder (checkpoints, crops) goes."""
+        with contextlib.suppress(NotFound, FailedPrecondition), translate_rpc_errors("storage"):
+            clients.storage.DeleteRun(storage_pb2.DeleteRunRequest(ep_id=job.ep_id, run_id=job.run_id))
+
     jobs = JobManager(
         {"run": run, "harvest_crops": harvest},
         lambda: {"device": settings.device},
         validate,
+        store=open_store(settings.jobs_dsn, settings.data_root),
+        owner=f"{socket.gethostname()}-{os.getpid()}",
         max_running=settings.max_running_jobs,
         retention_s=settings.job_retention_s,
+        lease_s=settings.job_lease_s,
+        on_abandoned=remove_abandoned,
     )
 
     def register(server: grpc.Server) -> None:
@@ -50,6 +67,7 @@ def build(settings: Settings) -> ServiceParts:
         # Ready only when every dependency is: a job submitted now would otherwise fail at once.
         for channel in clients.channels:
             grpc.channel_ready_future(channel).result(timeout=120)
+        jobs.start()  # claim queued work, and resume the jobs of a replica that died
 
     return ServiceParts(register, [SERVICE_NAME], warm_up)
 

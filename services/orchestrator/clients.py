@@ -15,6 +15,7 @@ from services.common.errors import FailedPrecondition, Unavailable
 from services.common.grpc_errors import translate_rpc_errors
 from services.common.server import CHANNEL_OPTIONS
 from services.common.tls import TlsConfig, open_channel
+from services.orchestrator.segments import SEGMENT_S
 
 S = TypeVar("S")
 R = TypeVar("R")
@@ -34,6 +35,7 @@ class ServiceClients:
     embedders: list[embedder_pb2_grpc.EmbedderServiceStub] = field(default_factory=list)
     # Segments of one episode in flight; 0 = one per detector stub.
     segment_parallelism: int = 0
+    segment_s: float = SEGMENT_S  # Settings.segment_s
 
     def __post_init__(self) -> None:
         self.detectors = self.detectors or [self.detector]
@@ -76,6 +78,7 @@ class ServiceClients:
             detectors=detectors,
             embedders=embedders,
             segment_parallelism=settings.segment_parallelism,
+            segment_s=settings.segment_s,
         )
 
     def close(self) -> None:

@@ -403,7 +403,7 @@ def detect_track_embed(
     started = time.monotonic()
     detectors = clients.detectors
     workers = clients.segment_parallelism or len(detectors)
-    segments = plan_segments(options.frame_count, options.stride, options.fps, workers)
+    segments = plan_segments(options.frame_count, options.stride, options.fps, workers, clients.segment_s)
     # With one balanced channel over many pods, a retry on the same channel reaches another pod.
     attempts = max(len(detectors), 2 if workers > 1 else 1)
     frames_total = len(range(0, options.frame_count, options.stride))

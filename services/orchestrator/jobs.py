@@ -1,53 +1,63 @@
 """Jobs: submit (idempotent per client key), watch (a stream of progress), get, cancel, list.
 
-At most `max_running` jobs run at once, each on its own thread started when it leaves the queue;
-the others wait in submit order as QUEUED with their place in line (`queue_position`, 1 = next),
-holding nothing but their Job message. A job runs as the caller who submitted it (its calls to
-other services are audited under that name). Finished jobs stay listed for `retention_s`, then are
-forgotten with their idempotency key. Jobs live in this orchestrator process; their results live in
-storage.
+Jobs live in the job store (services/orchestrator/jobstore), not in this process: any replica answers
+for any job, and a job outlives the replica that ran it. Each replica runs a dispatcher that claims
+queued jobs while it has fewer than `max_running`, renews the leases of the ones it runs (a replica
+that stops renewing loses them to another, which resumes them from their segment checkpoints), and
+passes on cancel requests. A job runs as the caller who submitted it (its calls to other services are
+audited under that name). Finished jobs stay listed for `retention_s`.
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from faceflow.v1 import orchestrator_pb2
 
-from services.common.auth import audit_name
+from services.common.auth import Principal, Role, acting_as, audit_name, restore
 from services.common.errors import Cancelled, FaceflowError, InvalidArgument, NotFound
 from services.common.ids import validate_id
-from services.orchestrator.pipeline import ProgressEvent
+from services.orchestrator.jobstore import Claim, JobStore
+from services.orchestrator.pipeline import ProgressEvent, new_run_id
+
+log = logging.getLogger(__name__)
 
 JobState = orchestrator_pb2.JobState
 TERMINAL = (JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED, JobState.JOB_STATE_CANCELLED)
-# Idempotency keys are opaque to us but bounded, so a client cannot grow our memory without limit.
+# Idempotency keys are opaque to us but bounded, so a client cannot grow the store without limit.
 MAX_KEY_LENGTH = 128
 # Seconds between repeats of an unchanged progress: far below proxies' idle timeouts (Envoy's stream
 # idle timeout here is 900 s, load balancers often 60 s), frequent enough to show a stage is alive.
 HEARTBEAT_S = 20.0
-# Defaults of Settings.max_running_jobs and Settings.job_retention_s.
+# Defaults of Settings.max_running_jobs, job_retention_s and job_lease_s.
 MAX_RUNNING = 2
 RETENTION_S = 6 * 3600.0
+LEASE_S = 15.0
+# The dispatcher looks for work, cancel requests and lost leases this often (and at once on a submit).
+DISPATCH_S = 0.5
+# Progress within a stage is written to the store at most this often; stage and state changes always.
+PROGRESS_WRITE_S = 0.5
+# Finished jobs are evicted at least this often (and on every submit, get and list).
+EVICT_EVERY_S = 60.0
 
 RunFn = Callable[[orchestrator_pb2.Job, Callable[[ProgressEvent], None], threading.Event], orchestrator_pb2.RunSummary]
 
 
+class LeaseLost(FaceflowError):
+    """Another replica took this job over (this one stopped renewing its lease in time)."""
+
+
 @dataclass
-class _JobEntry:
+class _Running:
     job: orchestrator_pb2.Job
-    # The submitter's context (who called): the job's thread runs in it. Dropped once dispatched.
-    context: contextvars.Context | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
-    version: int = 0
-    ended_at: float | None = None  # clock() when it reached a terminal state
+    lost: threading.Event = field(default_factory=threading.Event)
+    last_write: float = 0.0
 
 
 class JobManager:
@@ -56,24 +66,36 @@ class JobManager:
         run: RunFn | dict[str, RunFn],
         labels: Callable[[], dict[str, str]],
         validate: Callable[[str, orchestrator_pb2.RunOptions], object] = lambda *_: None,
+        *,
+        store: JobStore,
+        owner: str = "",
         max_running: int = MAX_RUNNING,
         retention_s: float = RETENTION_S,
-        clock: Callable[[], float] = time.monotonic,
+        lease_s: float = LEASE_S,
+        clock: Callable[[], float] = time.time,
+        on_abandoned: Callable[[orchestrator_pb2.Job], None] = lambda _job: None,
     ) -> None:
         if max_running < 1:
             raise InvalidArgument(f"max_running must be >= 1, got {max_running}")
         self._runners = run if isinstance(run, dict) else {"run": run}
         self._validate = validate  # raises before a job exists: unknown episode, unreadable video
         self._labels = labels  # detector/tracker/device shown in every progress message
+        self._store = store
+        self._owner = owner or f"orchestrator-{uuid.uuid4().hex[:8]}"
         self._max_running = max_running
         self._retention_s = retention_s
+        self._lease_s = lease_s
         self._clock = clock
-        self._jobs: dict[str, _JobEntry] = {}
-        self._by_key: dict[str, str] = {}
-        self._queue: deque[_JobEntry] = deque()  # waiting, in submit order
-        self._running = 0
-        self._finished: deque[_JobEntry] = deque()  # in the order they ended: eviction pops the left
-        self._changed = threading.Condition()
+        self._on_abandoned = on_abandoned  # a run that failed or was cancelled: remove its folder
+        self._running: dict[str, _Running] = {}
+        self._lock = threading.Lock()
+        self._claiming = threading.Lock()  # one claimer at a time in this replica (submit or dispatcher)
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._dispatcher: threading.Thread | None = None
+        self._last_beat = self._last_evict = 0.0
+
+    # ---- the API --------------------------------------------------------------------------------
 
     def submit(
         self, ep_id: str, options: orchestrator_pb2.RunOptions, key: str, kind: str = "run", run_id: str = ""
@@ -83,238 +105,248 @@ class JobManager:
             raise InvalidArgument(f"unknown job kind {kind!r}; available: {', '.join(self._runners)}")
         if len(key) > MAX_KEY_LENGTH:
             raise InvalidArgument(f"idempotency_key is longer than {MAX_KEY_LENGTH} characters")
-        with self._changed:
-            self._evict()
-            if key and key in self._by_key:
-                return self._copy(self._jobs[self._by_key[key]].job)
         if kind == "run":
             self._validate(ep_id, options)
-        with self._changed:
-            if key and key in self._by_key:  # a concurrent retry won the race
-                return self._copy(self._jobs[self._by_key[key]].job)
-            job_id = "job-" + uuid.uuid4().hex[:12]
-            labels = self._labels()
-            job = orchestrator_pb2.Job(
+        job_id = "job-" + uuid.uuid4().hex[:12]
+        labels = self._labels()
+        job = orchestrator_pb2.Job(
+            job_id=job_id,
+            ep_id=ep_id,
+            options=options,
+            idempotency_key=key,
+            kind=kind,
+            # A run's id is fixed at submit: every attempt (a resume after a crash) writes the same run.
+            run_id=run_id or (new_run_id() if kind == "run" else ""),
+            created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            submitted_by=audit_name(),
+            progress=orchestrator_pb2.Progress(
                 job_id=job_id,
                 ep_id=ep_id,
-                options=options,
-                idempotency_key=key,
-                kind=kind,
-                run_id=run_id,
-                created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                submitted_by=audit_name(),
-                progress=orchestrator_pb2.Progress(
-                    job_id=job_id,
-                    ep_id=ep_id,
-                    state=JobState.JOB_STATE_QUEUED,
-                    detector=options.detector or "retinaface",
-                    tracker=options.tracker or "bytetrack",
-                    device=labels.get("device", ""),
-                ),
-            )
-            entry = _JobEntry(job, contextvars.copy_context())
-            self._jobs[job_id] = entry
-            if key:
-                self._by_key[key] = job_id
-            self._queue.append(entry)
-            started = self._dispatch()
-            self._number_queue()
-            copy = self._copy(job)
-        self._start(started)
-        return copy
-
-    # ---- the queue (every method here runs under self._changed) ----------------------------------
-
-    def _dispatch(self) -> list[_JobEntry]:
-        """Take jobs off the queue while slots are free; the caller starts them after the lock."""
-        started = []
-        while self._queue and self._running < self._max_running:
-            entry = self._queue.popleft()
-            self._running += 1
-            entry.job.queue_position = 0
-            entry.job.progress.state = JobState.JOB_STATE_RUNNING
-            entry.job.progress.message = "started"
-            entry.version += 1
-            started.append(entry)
-        if started:
-            self._changed.notify_all()
-        return started
-
-    def _number_queue(self) -> None:
-        """Give waiting jobs their place in line (watchers see it in the progress message)."""
-        for position, entry in enumerate(self._queue, start=1):
-            if entry.job.queue_position != position:
-                entry.job.queue_position = position
-                entry.job.progress.message = (
-                    f"queued at position {position} (at most {self._max_running} jobs run at once)"
-                )
-                entry.version += 1
-                self._changed.notify_all()
-
-    def _end(self, entry: _JobEntry, fields: dict[str, object]) -> list[_JobEntry]:
-        """Record a terminal state; a running job's slot goes to the next in line."""
-        was_running = entry.job.progress.state == JobState.JOB_STATE_RUNNING
-        self._apply(entry, fields)
-        entry.ended_at = self._clock()
-        self._finished.append(entry)
-        started: list[_JobEntry] = []
-        if was_running:
-            self._running -= 1
-            started = self._dispatch()
-            self._number_queue()
-        return started
-
-    def _evict(self) -> None:
-        """Forget jobs that ended more than retention_s ago, and their idempotency keys."""
-        horizon = self._clock() - self._retention_s
-        while self._finished and (self._finished[0].ended_at or 0.0) <= horizon:
-            job = self._finished.popleft().job
-            self._jobs.pop(job.job_id, None)
-            if job.idempotency_key and self._by_key.get(job.idempotency_key) == job.job_id:
-                del self._by_key[job.idempotency_key]
-
-    # ---- running ----------------------------------------------------------------------------------
-
-    def _start(self, entries: list[_JobEntry]) -> None:
-        for entry in entries:
-            context, entry.context = entry.context, None
-            assert context is not None  # taken at submit, used once: a job is dispatched once
-            thread = threading.Thread(
-                target=context.run, args=(self._execute, entry), name=entry.job.job_id, daemon=True
-            )
-            try:
-                thread.start()
-            except RuntimeError as error:  # no thread to be had: fail this job, free its slot
-                self._finish(
-                    entry, state=JobState.JOB_STATE_FAILED, message=f"could not start: {error}", error=str(error)
-                )
-
-    def _execute(self, entry: _JobEntry) -> None:
-        job = entry.job
-
-        def report(event: ProgressEvent) -> None:
-            self._update(
-                entry,
-                state=JobState.JOB_STATE_RUNNING,
-                stage=event.stage,
-                frames_done=event.frames_done,
-                frames_total=event.frames_total,
-                fps=event.fps,
-                eta_s=event.eta_s,
-                tracks_so_far=event.tracks_so_far,
-                message=event.message,
-                **({"tracker_settings": event.tracker_settings} if event.tracker_settings else {}),
-            )
-
-        try:
-            if entry.cancelled.is_set():
-                raise Cancelled("the job was cancelled before it started")
-            summary = self._runners[job.kind](job, report, entry.cancelled)
-        except Cancelled as error:
-            self._finish(entry, state=JobState.JOB_STATE_CANCELLED, message=str(error), error=str(error))
-        except FaceflowError as error:
-            self._finish(entry, state=JobState.JOB_STATE_FAILED, message=str(error), error=str(error))
-        except Exception as error:  # a bug: keep the service alive, report it on the job
-            logging.getLogger(__name__).exception("job crashed", extra={"job_id": job.job_id})
-            self._finish(entry, state=JobState.JOB_STATE_FAILED, message=f"internal error: {error}", error=str(error))
-        else:
-            self._finish(
-                entry,
-                state=JobState.JOB_STATE_SUCCEEDED,
-                stage=orchestrator_pb2.Stage.STAGE_DONE,
-                message="done",
-                eta_s=0.0,
-                summary=summary,
-            )
-
-    def _finish(self, entry: _JobEntry, **fields: object) -> None:
-        with self._changed:
-            started = self._end(entry, fields)
-        self._start(started)
-
-    def _update(self, entry: _JobEntry, **fields: object) -> None:
-        with self._changed:
-            self._apply(entry, fields)
-
-    def _apply(self, entry: _JobEntry, fields: dict[str, object]) -> None:
-        progress = entry.job.progress
-        for name, value in fields.items():
-            if name == "summary":
-                progress.summary.CopyFrom(value)  # type: ignore[arg-type]
-            elif name == "error":
-                entry.job.error = str(value)
-            else:
-                setattr(progress, name, value)
-        entry.version += 1
-        self._changed.notify_all()
-
-    # ---- reading and cancelling -------------------------------------------------------------------
-
-    def _entry(self, job_id: str) -> _JobEntry:
-        validate_id("job", job_id)
-        entry = self._jobs.get(job_id)
-        if entry is None:
-            raise NotFound(
-                f"job {job_id!r} does not exist: finished jobs are kept for {_duration(self._retention_s)}, "
-                "and only by the orchestrator that ran them"
-            )
-        return entry
-
-    @staticmethod
-    def _copy(job: orchestrator_pb2.Job) -> orchestrator_pb2.Job:
-        copy = orchestrator_pb2.Job()
-        copy.CopyFrom(job)
-        return copy
+                state=JobState.JOB_STATE_QUEUED,
+                detector=options.detector or "retinaface",
+                tracker=options.tracker or "bytetrack",
+                device=labels.get("device", ""),
+            ),
+        )
+        self._evict()
+        stored, _created = self._store.create(job, self._clock())
+        self.start()
+        self._fill_slots()  # a free slot takes it now, not at the dispatcher's next tick
+        return self._get(stored.job_id)
 
     def get(self, job_id: str) -> orchestrator_pb2.Job:
-        with self._changed:
-            self._evict()
-            return self._copy(self._entry(job_id).job)
+        validate_id("job", job_id)
+        self._evict()
+        return self._get(job_id)
 
     def list(self, ep_id: str = "") -> list[orchestrator_pb2.Job]:
-        with self._changed:
-            self._evict()
-            return [self._copy(e.job) for e in self._jobs.values() if not ep_id or e.job.ep_id == ep_id]
+        self._evict()
+        return [self._presented(job) for job in self._store.list(ep_id)]
 
     def cancel(self, job_id: str) -> orchestrator_pb2.Job:
-        """A queued job ends at once (it never runs); a running one is asked to stop."""
-        with self._changed:
-            self._evict()
-            entry = self._entry(job_id)
-            if entry.job.progress.state == JobState.JOB_STATE_QUEUED:
-                self._queue.remove(entry)
-                entry.context = None
-                entry.job.queue_position = 0
-                message = "the job was cancelled before it started"
-                self._end(entry, {"state": JobState.JOB_STATE_CANCELLED, "message": message, "error": message})
-                self._number_queue()
-            elif entry.job.progress.state not in TERMINAL:
-                entry.cancelled.set()
-            return self._copy(entry.job)
+        """A queued job ends at once (it never runs); a running one is asked to stop, wherever it runs."""
+        validate_id("job", job_id)
+        job = self._store.request_cancel(job_id, self._clock())
+        if job is None:
+            raise self._not_found(job_id)
+        with self._lock:
+            running = self._running.get(job_id)
+        if running is not None:
+            running.cancelled.set()
+        return self._get(job_id)
 
     def watch(
         self, job_id: str, is_active: Callable[[], bool], heartbeat_s: float = HEARTBEAT_S
     ) -> Iterator[orchestrator_pb2.Progress]:
         """The current progress, then every change (and the same state again every heartbeat_s, so
         proxies never see an idle stream), until the job ends or the client goes away."""
-        with self._changed:
-            self._evict()
-            entry = self._entry(job_id)
+        validate_id("job", job_id)
+        last: orchestrator_pb2.Progress | None = None
         seen = -1
         sent = time.monotonic()
         while is_active():
-            with self._changed:
-                if entry.version == seen:
-                    self._changed.wait(timeout=min(1.0, heartbeat_s))
-                    if entry.version == seen and time.monotonic() - sent < heartbeat_s:
+            version = self._store.version(job_id)
+            if version < 0:
+                if last is None:
+                    raise self._not_found(job_id)
+                return  # evicted while watched: it had ended
+            if version == seen and time.monotonic() - sent < heartbeat_s:
+                # A queued job's place in line moves when others start: look again every second.
+                if last is not None and last.state == JobState.JOB_STATE_QUEUED:
+                    progress = self._get(job_id).progress
+                    if progress.message != last.message:
+                        last, sent = progress, time.monotonic()
+                        yield progress
                         continue
-                seen = entry.version
-                sent = time.monotonic()
-                progress = orchestrator_pb2.Progress()
-                progress.CopyFrom(entry.job.progress)
-            yield progress
-            if progress.state in TERMINAL:
+                self._store.wait_for_change(job_id, seen, min(1.0, heartbeat_s))
+                continue
+            seen = version
+            sent = time.monotonic()
+            last = self._get(job_id).progress
+            yield last
+            if last.state in TERMINAL:
                 return
+
+    # ---- the dispatcher -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start claiming work (idempotent): at warm-up, so a restarted replica resumes jobs at once."""
+        with self._lock:
+            if self._dispatcher is None:
+                self._dispatcher = threading.Thread(target=self._dispatch_forever, name="job-dispatcher", daemon=True)
+                self._dispatcher.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._wake.set()
+
+    def _dispatch_forever(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                self._tick()
+            except Exception:  # the store is down for a moment: keep the replica alive, retry
+                log.exception("job dispatcher failed; retrying")
+            self._wake.wait(DISPATCH_S)
+            self._wake.clear()
+
+    def _tick(self) -> None:
+        now = self._clock()
+        with self._lock:
+            running = dict(self._running)
+        if running and now - self._last_beat >= self._lease_s / 3:
+            kept = set(self._store.heartbeat(self._owner, list(running), now, self._lease_s))
+            self._last_beat = now
+            for job_id, entry in running.items():
+                if job_id not in kept:
+                    log.warning("job lease lost; another replica has it", extra={"job_id": job_id})
+                    entry.lost.set()
+                    entry.cancelled.set()
+        for job_id, entry in running.items():
+            if not entry.cancelled.is_set() and self._store.cancel_requested(job_id):
+                entry.cancelled.set()
+        self._fill_slots()
+        if now - self._last_evict >= EVICT_EVERY_S:
+            self._evict()
+
+    def _fill_slots(self) -> None:
+        """Claim jobs (this replica's or anyone's) while this replica has free slots."""
+        with self._claiming:
+            while len(self._running) < self._max_running and not self._stopped.is_set():
+                claim = self._store.claim(self._owner, self._clock(), self._lease_s)
+                if claim is None:
+                    break
+                self._start(claim)
+
+    def _start(self, claim: Claim) -> None:
+        entry = _Running(claim.job)
+        with self._lock:
+            self._running[claim.job.job_id] = entry
+        threading.Thread(
+            target=self._execute, args=(entry, claim.resumed), name=claim.job.job_id, daemon=True
+        ).start()
+
+    # ---- running one job ------------------------------------------------------------------------
+
+    def _execute(self, entry: _Running, resumed: bool) -> None:
+        job = entry.job
+        # The job's calls to other services are made for its submitter (audit lines name them).
+        token = acting_as(Principal("job", Role.SERVICE, acting_for=job.submitted_by))
+        try:
+            self._write(entry, state=JobState.JOB_STATE_RUNNING, message="resumed" if resumed else "started")
+
+            def report(event: ProgressEvent) -> None:
+                self._report(entry, event)
+
+            if entry.cancelled.is_set():
+                raise Cancelled("the job was cancelled before it started")
+            summary = self._runners[job.kind](job, report, entry.cancelled)
+        except (Cancelled, LeaseLost) as error:
+            if entry.lost.is_set() or isinstance(error, LeaseLost):
+                return  # another replica runs it now: write nothing, remove nothing
+            self._finish(entry, JobState.JOB_STATE_CANCELLED, str(error))
+        except FaceflowError as error:
+            self._finish(entry, JobState.JOB_STATE_FAILED, str(error))
+        except Exception as error:  # a bug: keep the service alive, report it on the job
+            log.exception("job crashed", extra={"job_id": job.job_id})
+            self._finish(entry, JobState.JOB_STATE_FAILED, f"internal error: {error}")
+        else:
+            job.progress.summary.CopyFrom(summary)
+            self._write(
+                entry,
+                terminal=True,
+                state=JobState.JOB_STATE_SUCCEEDED,
+                stage=orchestrator_pb2.Stage.STAGE_DONE,
+                message="done",
+                eta_s=0.0,
+            )
+        finally:
+            restore(token)
+            with self._lock:
+                self._running.pop(job.job_id, None)
+            self._wake.set()  # a slot is free
+
+    def _report(self, entry: _Running, event: ProgressEvent) -> None:
+        if entry.lost.is_set():
+            raise LeaseLost(f"job {entry.job.job_id} is now run by another replica")
+        progress = entry.job.progress
+        urgent = event.stage != progress.stage or bool(event.tracker_settings)
+        fields: dict[str, object] = {
+            "stage": event.stage,
+            "frames_done": event.frames_done,
+            "frames_total": event.frames_total,
+            "fps": event.fps,
+            "eta_s": event.eta_s,
+            "tracks_so_far": event.tracks_so_far,
+            "message": event.message,
+        }
+        if event.tracker_settings:
+            fields["tracker_settings"] = event.tracker_settings
+        for name, value in fields.items():
+            setattr(progress, name, value)
+        if urgent or time.monotonic() - entry.last_write >= PROGRESS_WRITE_S:
+            self._write(entry)
+
+    def _finish(self, entry: _Running, state: int, message: str) -> None:
+        job = entry.job
+        job.error = message
+        self._write(entry, terminal=True, state=state, message=message)
+        if job.kind == "run" and job.run_id:
+            try:
+                self._on_abandoned(job)
+            except FaceflowError as error:
+                log.warning("could not remove an abandoned run", extra={"job_id": job.job_id, "error": str(error)})
+
+    def _write(self, entry: _Running, terminal: bool = False, **fields: object) -> None:
+        for name, value in fields.items():
+            setattr(entry.job.progress, name, value)
+        entry.last_write = time.monotonic()
+        if not self._store.update(self._owner, entry.job, self._clock()) and not terminal:
+            entry.lost.set()
+            raise LeaseLost(f"job {entry.job.job_id} is now run by another replica")
+
+    # ---- reading --------------------------------------------------------------------------------
+
+    def _evict(self) -> None:
+        """Forget jobs that finished more than retention_s ago (one indexed DELETE: cheap on every read)."""
+        now = self._clock()
+        self._store.evict_finished(now - self._retention_s)
+        self._last_evict = now
+
+    def _get(self, job_id: str) -> orchestrator_pb2.Job:
+        job = self._store.get(job_id)
+        if job is None:
+            raise self._not_found(job_id)
+        return self._presented(job)
+
+    def _presented(self, job: orchestrator_pb2.Job) -> orchestrator_pb2.Job:
+        if job.progress.state == JobState.JOB_STATE_QUEUED and job.queue_position:
+            job.progress.message = (
+                f"queued at position {job.queue_position} (at most {self._max_running} jobs run at once per replica)"
+            )
+        return job
+
+    def _not_found(self, job_id: str) -> NotFound:
+        return NotFound(f"job {job_id!r} does not exist: finished jobs are kept for {_duration(self._retention_s)}")
 
 
 def _duration(seconds: float) -> str:

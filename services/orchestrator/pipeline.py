@@ -184,6 +184,7 @@ def run_episode(
             "models": models,
             "settings": dataclasses.asdict(settings),
             "detectors": len(clients.detectors),
+            "segment_s": clients.segment_s,
         }
     )
     report(

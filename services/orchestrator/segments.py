@@ -18,11 +18,12 @@ import numpy as np
 
 from services.common.boxes import iou_matrix
 
-# Seconds of video per segment, with one replica too: short enough that a replica lost mid-run
-# costs little rework, that replicas stay busy to the end, and that the orchestrator holds only one
-# segment's sampled crops at a time (a segment's samples are embedded when it is merged, so with a
-# single segment per episode memory grew with length and embedding waited for the last frame);
-# long enough that the per-segment start-up (decoder seek, tracker warm-up at the border) is noise.
+# Seconds of video per segment (the default of Settings.segment_s), with one replica too: short
+# enough that a replica lost mid-run (or a crash: segments are the unit of checkpoints) costs little
+# rework, that replicas stay busy to the end, and that the orchestrator holds only one segment's
+# sampled crops at a time (a segment's samples are embedded when it is merged, so with a single
+# segment per episode memory grew with length and embedding waited for the last frame); long enough
+# that the per-segment start-up (decoder seek, tracker warm-up at the border) is noise.
 SEGMENT_S = 60.0
 # Boxes of the same face on the overlap frame are identical from both segments; anything above
 # this IoU is that face (two faces never overlap this much after NMS at 0.4).
@@ -37,10 +38,12 @@ class Segment:
     overlap_start: int  # where detection starts: one processed frame before `start` (or `start`)
 
 
-def plan_segments(frame_count: int, stride: int, fps: float, endpoints: int) -> list[Segment]:
-    """At least one segment per endpoint and at most ~SEGMENT_S of video each, in processed frames."""
+def plan_segments(
+    frame_count: int, stride: int, fps: float, endpoints: int, segment_s: float = SEGMENT_S
+) -> list[Segment]:
+    """At least one segment per endpoint and at most ~segment_s of video each, in processed frames."""
     processed = len(range(0, frame_count, stride))
-    count = max(endpoints, math.ceil(frame_count / fps / SEGMENT_S) if fps > 0 else 1)
+    count = max(endpoints, math.ceil(frame_count / fps / segment_s) if fps > 0 else 1)
     if count <= 1 or processed < 2 * count:
         return [Segment(0, 0, frame_count, 0)]
     per = math.ceil(processed / count)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ def _wait(manager: JobManager, job_id: str) -> orchestrator_pb2.Progress:
     return list(manager.watch(job_id, lambda: True))[-1]
 
 
-def test_jobs_are_idempotent_per_key_and_report_progress() -> None:
+def test_jobs_are_idempotent_per_key_and_report_progress(new_manager: Callable[..., JobManager]) -> None:
     calls = []
 
     def run(job, report, cancelled):  # type: ignore[no-untyped-def]
@@ -49,7 +50,7 @@ def test_jobs_are_idempotent_per_key_and_report_progress() -> None:
         report(ProgressEvent(orchestrator_pb2.STAGE_DETECT_TRACK, 5, 10, 2.0, 2.5, 1))
         return orchestrator_pb2.RunSummary(run_id="r1")
 
-    manager = JobManager(run, lambda: {"device": "cpu"})
+    manager = new_manager(run, lambda: {"device": "cpu"})
     first = manager.submit("ep", orchestrator_pb2.RunOptions(), "k")
     second = manager.submit("ep", orchestrator_pb2.RunOptions(), "k")
     assert first.job_id == second.job_id
@@ -62,7 +63,7 @@ def test_jobs_are_idempotent_per_key_and_report_progress() -> None:
         manager.get("job-unknown")
 
 
-def test_validation_failure_creates_no_job_and_cancel_stops_a_job() -> None:
+def test_validation_failure_creates_no_job_and_cancel_stops_a_job(new_manager: Callable[..., JobManager]) -> None:
     started = threading.Event()
 
     def run(job, report, cancelled):  # type: ignore[no-untyped-def]
@@ -75,7 +76,7 @@ def test_validation_failure_creates_no_job_and_cancel_stops_a_job() -> None:
         if ep_id == "missing":
             raise NotFound("episode 'missing' does not exist")
 
-    manager = JobManager(run, dict, validate)
+    manager = new_manager(run, dict, validate)
     with pytest.raises(NotFound):
         manager.submit("missing", orchestrator_pb2.RunOptions(), "")
     assert manager.list() == []
@@ -85,7 +86,7 @@ def test_validation_failure_creates_no_job_and_cancel_stops_a_job() -> None:
     assert _wait(manager, job.job_id).state == orchestrator_pb2.JOB_STATE_CANCELLED
 
 
-def test_an_unchanged_job_is_repeated_as_a_heartbeat() -> None:
+def test_an_unchanged_job_is_repeated_as_a_heartbeat(new_manager: Callable[..., JobManager]) -> None:
     release = threading.Event()
 
     def run(job, report, cancelled):  # type: ignore[no-untyped-def]
@@ -93,7 +94,7 @@ def test_an_unchanged_job_is_repeated_as_a_heartbeat() -> None:
         release.wait(5)
         return orchestrator_pb2.RunSummary(run_id="r")
 
-    manager = JobManager(run, dict)
+    manager = new_manager(run, dict)
     job = manager.submit("ep", orchestrator_pb2.RunOptions(), "")
     stream = manager.watch(job.job_id, lambda: True, heartbeat_s=0.05)
     seen = [next(stream) for _ in range(4)]  # the job does not change while we read: heartbeats

@@ -73,9 +73,9 @@ def _states(manager: JobManager) -> dict[str, tuple[int, int]]:
     return {j.job_id: (j.progress.state, j.queue_position) for j in manager.list()}
 
 
-def test_ten_jobs_two_slots_run_in_submit_order() -> None:
+def test_ten_jobs_two_slots_run_in_submit_order(new_manager: Callable[..., JobManager]) -> None:
     runner = Gated()
-    manager = JobManager(runner, dict, max_running=2)
+    manager = new_manager(runner, dict, max_running=2)
     ids = [manager.submit(f"ep{i}", OPTIONS, "").job_id for i in range(10)]
     _until(lambda: len(runner.started) == 2)
 
@@ -101,9 +101,9 @@ def test_ten_jobs_two_slots_run_in_submit_order() -> None:
     assert all(j.progress.state == SUCCEEDED and j.queue_position == 0 for j in manager.list())
 
 
-def test_cancelling_a_queued_job_ends_it_at_once_and_moves_the_line_up() -> None:
+def test_cancelling_a_queued_job_ends_it_at_once_and_moves_the_line_up(new_manager: Callable[..., JobManager]) -> None:
     runner = Gated()
-    manager = JobManager(runner, dict, max_running=1)
+    manager = new_manager(runner, dict, max_running=1)
     running, first, second = (manager.submit(f"ep{i}", OPTIONS, "").job_id for i in range(3))
     _until(lambda: runner.started == [running])
 
@@ -120,9 +120,9 @@ def test_cancelling_a_queued_job_ends_it_at_once_and_moves_the_line_up() -> None
     assert manager.cancel(first).progress.state == CANCELLED  # cancelling again changes nothing
 
 
-def test_a_failed_job_frees_its_slot() -> None:
+def test_a_failed_job_frees_its_slot(new_manager: Callable[..., JobManager]) -> None:
     runner = Gated()
-    manager = JobManager(runner, dict, max_running=1)
+    manager = new_manager(runner, dict, max_running=1)
     broken = manager.submit("broken", OPTIONS, "").job_id
     after = manager.submit("ep", OPTIONS, "").job_id
     assert _final(manager, broken).state == FAILED
@@ -130,9 +130,9 @@ def test_a_failed_job_frees_its_slot() -> None:
     assert _final(manager, after).state == SUCCEEDED
 
 
-def test_an_idempotency_key_returns_the_same_queued_job() -> None:
+def test_an_idempotency_key_returns_the_same_queued_job(new_manager: Callable[..., JobManager]) -> None:
     runner = Gated()
-    manager = JobManager(runner, dict, max_running=1)
+    manager = new_manager(runner, dict, max_running=1)
     running = manager.submit("ep0", OPTIONS, "first")
     queued = manager.submit("ep1", OPTIONS, "second")
     again = manager.submit("ep1", OPTIONS, "second")
@@ -145,9 +145,9 @@ def test_an_idempotency_key_returns_the_same_queued_job() -> None:
     assert runner.started.count(queued.job_id) == 1
 
 
-def test_a_job_records_and_runs_as_its_submitter() -> None:
+def test_a_job_records_and_runs_as_its_submitter(new_manager: Callable[..., JobManager]) -> None:
     runner = Gated()
-    manager = JobManager(runner, dict, max_running=1)
+    manager = new_manager(runner, dict, max_running=1)
     token = acting_as(Principal("alice", Role.REVIEWER))
     try:
         blocker = manager.submit("ep0", OPTIONS, "")
@@ -166,10 +166,10 @@ def test_a_job_records_and_runs_as_its_submitter() -> None:
     }
 
 
-def test_finished_jobs_are_forgotten_after_the_retention_time() -> None:
+def test_finished_jobs_are_forgotten_after_the_retention_time(new_manager: Callable[..., JobManager]) -> None:
     now = [1000.0]
     runner = Gated()
-    manager = JobManager(runner, dict, max_running=1, retention_s=3 * 3600, clock=lambda: now[0])
+    manager = new_manager(runner, dict, max_running=1, retention_s=3 * 3600, clock=lambda: now[0])
     done = manager.submit("ep0", OPTIONS, "k")
     runner.gate(done.job_id).set()
     assert _final(manager, done.job_id).state == SUCCEEDED

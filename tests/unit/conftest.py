@@ -1,0 +1,30 @@
+"""Fixtures for unit tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.orchestrator.jobs import JobManager
+
+
+@pytest.fixture()
+def new_manager(tmp_path: Path) -> Iterator[Callable[..., JobManager]]:
+    """JobManagers over a fresh SQLite job store (the embedded default engine), stopped afterwards."""
+    from services.orchestrator.jobstore.sqlite import SqliteStore
+
+    made: list[tuple[JobManager, Any]] = []
+
+    def make(*args: Any, **kwargs: Any) -> JobManager:
+        store = SqliteStore(tmp_path / f"jobs-{len(made)}.sqlite3")
+        manager = JobManager(*args, store=store, **kwargs)
+        made.append((manager, store))
+        return manager
+
+    yield make
+    for manager, store in made:
+        manager.stop()
+        store.close()
