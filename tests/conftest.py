@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from faceflow.v1 import (
@@ -16,6 +17,9 @@ from faceflow.v1 import (
 
 from services.cli.stack import LocalStack
 from services.common.config import Settings
+
+if TYPE_CHECKING:
+    from tests.postgres_server import PostgresServer
 
 
 @pytest.fixture(scope="session")
@@ -63,3 +67,20 @@ def sample_episode(media: Path, settings: Settings, tmp_path_factory: pytest.Tem
     out = tmp_path_factory.mktemp("sample")
     build_episode(media, out, seed=0, model_path=settings.model_dir / "retinaface_mnet025.onnx")
     return out
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """A real PostgreSQL server on loopback for the session (Debian's postgresql, run as its own user)."""
+    from tests.postgres_server import PostgresServer
+
+    with PostgresServer(tmp_path_factory.mktemp("postgres")) as server:
+        yield server
+
+
+@pytest.fixture()
+def postgres_dsn(postgres_server: PostgresServer, request: pytest.FixtureRequest) -> str:
+    """A fresh database on the session's server, for one test."""
+    import re
+
+    return postgres_server.create_database("t_" + re.sub(r"[^a-z0-9]", "_", request.node.name.lower())[:50])

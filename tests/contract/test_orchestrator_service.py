@@ -70,6 +70,8 @@ def test_cancel_stops_a_running_job_and_keeps_previous_outputs(stubs: dict, stac
     final = stubs["orchestrator"].GetJob(orchestrator_pb2.GetJobRequest(job_id=job.job_id))
     assert final.progress.state == orchestrator_pb2.JOB_STATE_CANCELLED
     assert not (stack.data_root / "episodes" / "orch-cancel" / "manifest.json").exists()
+    # No leftovers: the run that will never be published (its checkpoints, its crops) is gone.
+    assert job.run_id and not (stack.data_root / "episodes" / "orch-cancel" / "runs" / job.run_id).exists()
 
 
 def test_bad_requests_fail_before_any_work(stubs: dict, stack: LocalStack, media: Path, tmp_path: Path) -> None:

@@ -279,6 +279,7 @@ class SqlJobStore:
                 return None
             job_id, state, record = row
             job = decode(record, RUNNING)
+            job.attempts += 1  # 2 and more: a replica died running it, and this one resumes it
             resumed = state == RUNNING
             job.progress.message = "resumed: the replica running it stopped" if resumed else "started"
             self._x(
@@ -322,7 +323,7 @@ class SqlJobStore:
             stored = decode(row[2], RUNNING)
             stored.progress.CopyFrom(job.progress)
             stored.error = job.error
-            stored.run_id = job.run_id
+            stored.run_id = job.run_id  # attempts and the rest stay as the store has them
             if state in TERMINAL:
                 self._x(
                     cur,
