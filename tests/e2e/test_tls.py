@@ -110,7 +110,10 @@ def test_probes_use_a_plaintext_health_only_port(certs: dict[str, str], tmp_path
         s.bind(("127.0.0.1", 0))
         health_port = s.getsockname()[1]
     port_file = tmp_path / "tracker.port"
-    env = {**os.environ, **certs, "FACEFLOW_TLS_HEALTH_PORT": str(health_port)}
+    from services.common.local_issuer import LocalIssuer
+
+    auth = LocalIssuer.at(tmp_path).ensure().service_env()
+    env = {**os.environ, **certs, **auth, "FACEFLOW_TLS_HEALTH_PORT": str(health_port)}
     process = subprocess.Popen(
         [sys.executable, "-m", "services.tracker", "--port", "0", "--port-file", str(port_file)],
         env=env,

@@ -250,7 +250,12 @@ def test_service_serves_with_triton_backend(
     """The real service process, configured only by FACEFLOW_BACKEND / FACEFLOW_TRITON_URL."""
     full_name, model = SERVICES[service]
     port_file = tmp_path / f"{service}.port"
+    from services.common.auth import ClientCredentials
+    from services.common.local_issuer import LocalIssuer
+
+    issuer = LocalIssuer.at(tmp_path).ensure()
     env = dict(os.environ, FACEFLOW_BACKEND="triton", FACEFLOW_TRITON_URL=triton_server.grpc_url)
+    env.update(issuer.service_env())  # a service never starts without credentials configured
     env["FACEFLOW_CACHE_DIR"] = str(triton_settings.cache_dir)
     command = [sys.executable, "-m", f"services.{service}", "--port", "0", "--port-file", str(port_file)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path)
@@ -261,7 +266,8 @@ def test_service_serves_with_triton_backend(
             assert time.monotonic() < deadline, f"{service} wrote no port file within 60 s"
             time.sleep(0.05)
         port = port_file.read_text().split()[0]
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        service_caller = ClientCredentials(service_token=issuer.service_token())
+        with service_caller.intercept(grpc.insecure_channel(f"127.0.0.1:{port}")) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             status = health_pb2.HealthCheckResponse.UNKNOWN
             while status != health_pb2.HealthCheckResponse.SERVING:

@@ -5,20 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import grpc
 import pytest
 from faceflow.v1 import orchestrator_pb2, orchestrator_pb2_grpc, storage_pb2
 
 from services.cli.stack import LocalStack
-from services.common.server import CHANNEL_OPTIONS
 from tests.triton.conftest import TritonServer
 
 pytestmark = pytest.mark.e2e
 OPTIONS = orchestrator_pb2.RunOptions(stride=2)
 
 
-def _run(address: str, video: Path) -> None:
-    with grpc.insecure_channel(address, CHANNEL_OPTIONS) as channel:
+def _run(stack: LocalStack, video: Path) -> None:
+    with stack.channel("orchestrator") as channel:
         orchestrator = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
         orchestrator.CreateEpisode(storage_pb2.CreateEpisodeRequest(ep_id="triton-run", source_path=str(video)))
         final = list(orchestrator.RunEpisode(orchestrator_pb2.SubmitJobRequest(ep_id="triton-run", options=OPTIONS)))
@@ -38,9 +36,9 @@ def test_triton_backed_run_matches_the_onnx_backed_run(
     video = media / "WolfgangLanger_Pexels.mp4"
     env = {"FACEFLOW_BACKEND": "triton", "FACEFLOW_TRITON_URL": triton_server.grpc_url}
     with LocalStack(tmp_path / "triton-stack", extra_env=env) as triton_stack:
-        _run(triton_stack.address("orchestrator"), video)
+        _run(triton_stack, video)
         mot, screentime, manifest = _outputs(triton_stack.data_root)
-    _run(stack.address("orchestrator"), video)
+    _run(stack, video)
     onnx_mot, onnx_screentime, onnx_manifest = _outputs(stack.data_root)
     assert (
         manifest["models"]["detector"]["backend"] == "triton"
