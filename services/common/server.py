@@ -222,8 +222,14 @@ def start_service(
     return running
 
 
-def run_until_signalled(running: RunningService, warmup: Callable[[], None], grace_s: float = 10.0) -> None:
-    """Warm up, report SERVING, then block until SIGTERM/SIGINT and shut down gracefully."""
+def run_until_signalled(
+    running: RunningService,
+    warmup: Callable[[], None],
+    grace_s: float = 10.0,
+    before_stop: Callable[[], None] = lambda: None,
+) -> None:
+    """Warm up, report SERVING, then block until SIGTERM/SIGINT and shut down gracefully (before_stop
+    first: e.g. hand running jobs over to another replica)."""
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -233,5 +239,6 @@ def run_until_signalled(running: RunningService, warmup: Callable[[], None], gra
     log.info("serving", extra={"warmup_s": round(time.monotonic() - started, 3)})
     stop.wait()
     log.info("shutting down", extra={"grace_s": grace_s})
+    before_stop()
     running.stop(grace_s)
     log.info("stopped")

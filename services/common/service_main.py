@@ -27,6 +27,8 @@ class ServiceParts:
     register: Callable[[grpc.Server], None]
     service_names: list[str]
     warm_up: Callable[[], None]
+    # On SIGTERM, before the server stops taking calls.
+    shut_down: Callable[[], None] = lambda: None
 
 
 def parse_flags(name: str, argv: Sequence[str] | None) -> tuple[argparse.Namespace, Settings]:
@@ -74,4 +76,4 @@ def service_main(name: str, build: Callable[[Settings], ServiceParts], argv: Seq
         tmp = args.port_file.with_suffix(".tmp")
         tmp.write_text(f"{running.port} {running.metrics_port}\n")
         tmp.replace(args.port_file)
-    run_until_signalled(running, parts.warm_up)
+    run_until_signalled(running, parts.warm_up, before_stop=parts.shut_down)

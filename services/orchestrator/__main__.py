@@ -69,7 +69,7 @@ def build(settings: Settings) -> ServiceParts:
             grpc.channel_ready_future(channel).result(timeout=120)
         jobs.start()  # claim queued work, and resume the jobs of a replica that died
 
-    return ServiceParts(register, [SERVICE_NAME], warm_up)
+    return ServiceParts(register, [SERVICE_NAME], warm_up, shut_down=jobs.hand_over)
 
 
 __all__ = ["ProgressEvent", "build"]

@@ -200,6 +200,25 @@ class JobManager:
         self._stopped.set()
         self._wake.set()
 
+    def busy(self) -> bool:
+        """Whether a job thread of this replica is still running."""
+        with self._lock:
+            return bool(self._running)
+
+    def hand_over(self) -> None:
+        """On shutdown (a rolling update, a scale-down): stop claiming, stop the running jobs without
+        ending them, and let their leases lapse now, so another replica resumes them at once from their
+        checkpoints instead of after a lease period. On a single replica they resume at its restart."""
+        self.stop()
+        with self._lock:
+            running = dict(self._running)
+        for entry in running.values():
+            entry.lost.set()  # written by nobody here any more: not cancelled, not failed
+            entry.cancelled.set()
+        if running:
+            self._store.heartbeat(self._owner, list(running), self._clock(), 0.0)
+            log.info("jobs handed over", extra={"jobs": sorted(running)})
+
     def _dispatch_forever(self) -> None:
         while not self._stopped.is_set():
             try:
@@ -260,15 +279,16 @@ class JobManager:
             if entry.cancelled.is_set():
                 raise Cancelled("the job was cancelled before it started")
             summary = self._runners[job.kind](job, report, entry.cancelled)
-        except (Cancelled, LeaseLost) as error:
+        except Exception as error:
             if entry.lost.is_set() or isinstance(error, LeaseLost):
-                return  # another replica runs it now: write nothing, remove nothing
-            self._finish(entry, JobState.JOB_STATE_CANCELLED, str(error))
-        except FaceflowError as error:
-            self._finish(entry, JobState.JOB_STATE_FAILED, str(error))
-        except Exception as error:  # a bug: keep the service alive, report it on the job
-            log.exception("job crashed", extra={"job_id": job.job_id})
-            self._finish(entry, JobState.JOB_STATE_FAILED, f"internal error: {error}")
+                return  # handed over, or another replica runs it now: write nothing, remove nothing
+            if isinstance(error, Cancelled):
+                self._finish(entry, JobState.JOB_STATE_CANCELLED, str(error))
+            elif isinstance(error, FaceflowError):
+                self._finish(entry, JobState.JOB_STATE_FAILED, str(error))
+            else:  # a bug: keep the service alive, report it on the job
+                log.exception("job crashed", extra={"job_id": job.job_id})
+                self._finish(entry, JobState.JOB_STATE_FAILED, f"internal error: {error}")
         else:
             job.progress.summary.CopyFrom(summary)
             self._write(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,10 @@ def new_manager(tmp_path: Path) -> Iterator[Callable[..., JobManager]]:
         return manager
 
     yield make
-    for manager, store in made:
-        manager.stop()
+    for manager, _store in made:
+        manager.hand_over()  # running jobs stop without writing
+    deadline = time.monotonic() + 10
+    while any(manager.busy() for manager, _ in made) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for _manager, store in made:
         store.close()

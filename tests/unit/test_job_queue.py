@@ -7,6 +7,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from faceflow.v1 import orchestrator_pb2
@@ -189,3 +190,30 @@ def test_finished_jobs_are_forgotten_after_the_retention_time(new_manager: Calla
     manager.cancel(fresh.job_id)
     manager.cancel(busy.job_id)
     assert _final(manager, busy.job_id).state in (FAILED, CANCELLED)
+
+
+def test_a_replica_shutting_down_hands_its_jobs_over_at_once(tmp_path: Path) -> None:
+    """SIGTERM (a rolling update): the job is neither failed nor cancelled, and another replica on the
+    same store resumes it without waiting for the lease to run out."""
+    from services.orchestrator.jobstore.sqlite import SqliteStore
+
+    first_runner, second_runner = Gated(), Gated()
+    stores = [SqliteStore(tmp_path / "jobs.sqlite3") for _ in range(2)]
+    first = JobManager(first_runner, dict, store=stores[0], owner="a", lease_s=600)
+    second = JobManager(second_runner, dict, store=stores[1], owner="b", lease_s=600)
+    try:
+        job = first.submit("ep", OPTIONS, "")
+        _until(lambda: first_runner.started == [job.job_id])
+        first.hand_over()
+        second.start()
+        _until(lambda: second_runner.started == [job.job_id], timeout=5)  # far inside the 600 s lease
+        resumed = second.get(job.job_id)
+        assert resumed.progress.state == RUNNING and resumed.attempts == 2
+        second_runner.gate(job.job_id).set()
+        assert _final(second, job.job_id).state == SUCCEEDED
+    finally:
+        for manager in (first, second):
+            manager.hand_over()
+        _until(lambda: not first.busy() and not second.busy())
+        for store in stores:
+            store.close()
