@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import getpass
 import json
 import os
 import sys
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +19,8 @@ import grpc
 from faceflow.v1 import orchestrator_pb2, orchestrator_pb2_grpc, storage_pb2, storage_pb2_grpc
 from tqdm import tqdm
 
-from services.cli import render
-from services.cli.stack import ORDER, LocalStack
+from services.cli import jobs, render
+from services.cli.stack import ORDER, KeepsFailing, LocalStack, RestartPolicy, Supervisor
 from services.common import errors
 from services.common.auth import ClientCredentials
 from services.common.config import Settings
@@ -31,6 +32,7 @@ from services.storage.seaweed import SeaweedServer
 
 EXIT_USER_ERROR = 2  # bad input: the user can fix it
 EXIT_FAILURE = 1
+SUPERVISE_INTERVAL_S = 0.5  # how often `faceflow up` looks for processes that exited
 
 
 @dataclass
@@ -105,16 +107,30 @@ def cmd_up(args: argparse.Namespace) -> int:
     import threading
 
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+
+    def handle_signals(handler: Callable[[int, object], None] | signal.Handlers) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, handler)
+
+    def on_signal(*_: object) -> None:
+        if stop.is_set():  # a second Ctrl-C: do not wait for a start or restart to finish
+            handle_signals(signal.SIG_IGN)  # stopping is bounded (SIGKILL after a while): never cut it short
+            raise KeyboardInterrupt
+        stop.set()
+
+    handle_signals(on_signal)
     data_root = _data_root(args)
+    policy = RestartPolicy(max_restarts=args.max_restarts)
+    supervisor = Supervisor(policy, report=render.status, abort=stop.is_set)
     with contextlib.ExitStack() as resources:
         extra_env: dict[str, str] = {}
         if args.storage == "s3":
             s3 = resources.enter_context(SeaweedServer(data_root / "seaweed"))
             print(f"{'s3':<13} {s3.endpoint_url:<22} bucket {s3.bucket} (SeaweedFS, data in {data_root}/seaweed)")
             extra_env = s3.env()
+            supervisor.watch_seaweed(s3)
         stack = resources.enter_context(LocalStack(data_root, extra_env=extra_env))
+        supervisor.watch_stack(stack)
         for name in ORDER:
             p = stack.processes[name]
             print(f"{name:<13} {p.address:<22} metrics http://{stack.host}:{p.metrics_port}/metrics")
@@ -132,8 +148,21 @@ def cmd_up(args: argparse.Namespace) -> int:
             web = resources.enter_context(web_frontend(stack, data_root / "web", args.web_port))
             print(f"{'envoy':<13} {web.envoy.address:<22} gRPC-Web (admin {web.envoy.admin_url})")
             print(f"web UI: {web.url}")
+            supervisor.watch_envoy(web.envoy)
+        print(
+            f"logs in {stack.logs}; a process that exits is restarted on its port "
+            f"(at most {policy.max_restarts} times in {policy.window_s / 60:g} minutes)"
+        )
         print("faceflow is up; Ctrl-C stops every service", flush=True)
-        stop.wait()
+        try:
+            while not stop.wait(SUPERVISE_INTERVAL_S):
+                supervisor.check()
+        except KeepsFailing as error:
+            render.status(f"error: {error}")
+            render.status("stopping every service")
+            return EXIT_FAILURE
+        finally:
+            handle_signals(signal.SIG_IGN)
     return 0
 
 
@@ -152,7 +181,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         request = orchestrator_pb2.SubmitJobRequest(
             ep_id=args.episode, options=options, idempotency_key=args.idempotency_key or uuid.uuid4().hex
         )
-        final = render.follow_progress(s.orchestrator.RunEpisode(request))
+        stream: Iterable[orchestrator_pb2.Progress] = s.orchestrator.RunEpisode(request)
+        if s.data_root is None:  # a running stack: submit again (same key) and follow the job across restarts
+            resubmit = functools.partial(s.orchestrator.RunEpisode, request)
+            stream = jobs.follow_job(stream, jobs.watcher(s.orchestrator), resubmit=resubmit)
+        final = render.follow_progress(stream)
     if final.state != orchestrator_pb2.JOB_STATE_SUCCEEDED:
         render.status(
             f"error: run {orchestrator_pb2.JobState.Name(final.state).removeprefix('JOB_STATE_').lower()}: "
@@ -480,6 +513,13 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start the five services on loopback and wait")
     up.add_argument("--web", action="store_true", help="also start Envoy (gRPC-Web) and the review UI (make web)")
     up.add_argument("--web-port", type=int, default=0, help="port of the review UI (default: any free port)")
+    up.add_argument(
+        "--max-restarts",
+        type=int,
+        default=RestartPolicy.max_restarts,
+        metavar="N",
+        help="a process that exits again after N restarts within 5 minutes stops everything (default 5)",
+    )
     up.set_defaults(func=cmd_up)
 
     run = sub.add_parser("run", help="run an episode and print its screen time")
@@ -553,6 +593,8 @@ def build_parser() -> argparse.ArgumentParser:
     harvest.add_argument("episode")
     harvest.add_argument("--run", default="", help="run id (default: the current run)")
     harvest.set_defaults(func=cmd_episodes_harvest)
+
+    jobs.add_parser(sub)
 
     review = sub.add_parser("review", help="correct identities (kept across re-runs, with undo)")
     review.add_argument("episode")

@@ -12,7 +12,9 @@ from services.common.grpc_errors import translate_rpc_errors
 
 
 def status(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    """A line on stderr, above a progress bar if one is drawn (tqdm.write keeps the bar intact)."""
+    tqdm.write(message, file=sys.stderr)
+    sys.stderr.flush()
 
 
 def _stage(progress: orchestrator_pb2.Progress) -> str:
@@ -20,7 +22,8 @@ def _stage(progress: orchestrator_pb2.Progress) -> str:
 
 
 def follow_progress(stream: Iterable[orchestrator_pb2.Progress]) -> orchestrator_pb2.Progress:
-    """Draw a bar (frames) until the stream ends; return the last progress message."""
+    """Draw a bar (frames) until the stream ends; return the last progress message. Give it
+    jobs.follow_job(...) to keep following a job across orchestrator restarts."""
     last = orchestrator_pb2.Progress()
     bar: tqdm | None = None
     with translate_rpc_errors("orchestrator"):

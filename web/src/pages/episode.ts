@@ -1,4 +1,5 @@
 // Episode detail: run options, a live progress bar from the server stream, the completion banner.
+import { Code, ConnectError } from "@connectrpc/connect";
 import { getApi } from "../api";
 import { JobState, type Progress, type RunChoices, Stage } from "../gen/faceflow/v1/orchestrator_pb";
 import { act, field, h, link, render, seconds } from "../dom";
@@ -36,7 +37,7 @@ export async function episodePage(epId: string): Promise<void> {
   // A run already going (started elsewhere, or before a reload): follow it.
   const { jobs } = await orchestrator.listJobs({ epId });
   const live = jobs.find((job) => job.progress && [JobState.QUEUED, JobState.RUNNING].includes(job.progress.state));
-  if (live) await follow(orchestrator.watchJob({ jobId: live.jobId }), status);
+  if (live) await follow(orchestrator.watchJob({ jobId: live.jobId }), status, live.jobId);
 }
 
 function select(id: string, options: string[], chosen: string): HTMLSelectElement {
@@ -69,20 +70,104 @@ function runForm(epId: string, showId: string, choices: RunChoices, status: HTML
         showId,
         skipCrops: !crops.checked,
       };
-      const stream = getApi().orchestrator.runEpisode({ epId, options, idempotencyKey: crypto.randomUUID() });
-      await follow(stream, status);
+      // One key for the submit and any resubmit: a second one joins the job the first may have created.
+      const request = { epId, options, idempotencyKey: crypto.randomUUID() };
+      const send = (): AsyncIterable<Progress> => getApi().orchestrator.runEpisode(request);
+      await follow(send(), status, "", send);
     });
   });
   return form;
 }
 
-/** Renders every Progress message as it arrives; the last one decides the banner. */
-async function follow(stream: AsyncIterable<Progress>, status: HTMLElement): Promise<void> {
+const TERMINAL: JobState[] = [JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED];
+// Like the CLI (services/cli/jobs.py): 0.5 s doubling to 8 s, ±20 % jitter, for up to 10 minutes
+// (a submit that cannot get through: 1 minute).
+const RECONNECT = { firstMs: 500, maxMs: 8000, jitter: 0.2, giveUpMs: 10 * 60 * 1000, submitGiveUpMs: 60 * 1000 };
+
+function backoffMs(attempt: number): number {
+  const base = Math.min(RECONNECT.maxMs, RECONNECT.firstMs * 2 ** Math.min(attempt, 30));
+  return base * (1 + RECONNECT.jitter * (2 * Math.random() - 1));
+}
+
+/** The stream broke rather than failed: Unavailable (from the services, or from Envoy while the
+ * orchestrator is down), or the response cut off mid-stream (Envoy ends a gRPC-Web response without
+ * trailers when the orchestrator dies under it, and fetch raises a TypeError: Unknown to Connect). */
+export function broken(error: unknown): boolean {
+  if (!(error instanceof ConnectError)) return error instanceof TypeError;
+  if (error.code === Code.Unavailable) return true;
+  return error.code === Code.Unknown && (error.cause instanceof TypeError || error.rawMessage === "missing trailer");
+}
+
+/** The messages of `stream`, and when it breaks (the orchestrator restarted, or the replica serving it
+ * went away) or ends before the job did, those of watch(jobId) again, with backoff, while the job
+ * lives: every Progress names its job. Before the first message (no job id yet) a broken stream is
+ * sent again with resubmit(), if given. `waiting` tells the page when it is reconnecting. Stops when
+ * `alive()` turns false (the page was left). */
+export async function* reconnecting(
+  stream: AsyncIterable<Progress>,
+  jobId: string,
+  watch: (jobId: string) => AsyncIterable<Progress>,
+  waiting: (on: boolean) => void,
+  alive: () => boolean,
+  resubmit?: () => AsyncIterable<Progress>,
+): AsyncGenerator<Progress> {
+  let downSince: number | undefined;
+  let attempt = 0;
+  try {
+    for (;;) {
+      try {
+        for await (const progress of stream) {
+          if (downSince !== undefined) {
+            downSince = undefined;
+            attempt = 0;
+            waiting(false);
+          }
+          jobId = progress.jobId || jobId;
+          yield progress;
+          if (TERMINAL.includes(progress.state)) return;
+        }
+      } catch (error) {
+        if (error instanceof ConnectError && error.code === Code.NotFound && downSince !== undefined && jobId) {
+          throw new Error(`job ${jobId} is gone: the orchestrator no longer knows it after reconnecting`);
+        }
+        if (!broken(error) || !(jobId || resubmit)) throw error;
+        if (!jobId && downSince !== undefined && Date.now() - downSince >= RECONNECT.submitGiveUpMs) throw error;
+      }
+      if (!(jobId || resubmit) || !alive()) return;
+      const now = Date.now();
+      if (downSince === undefined) {
+        downSince = now;
+        waiting(true);
+      } else if (jobId && now - downSince >= RECONNECT.giveUpMs) {
+        throw new Error(`gave up following job ${jobId}: no answer for 10 minutes; it may still be running (reload the page later)`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, backoffMs(attempt++)));
+      if (!alive()) return;
+      stream = jobId ? watch(jobId) : (resubmit as () => AsyncIterable<Progress>)();
+    }
+  } finally {
+    if (downSince !== undefined) waiting(false);
+  }
+}
+
+/** Renders every Progress message as it arrives (across orchestrator restarts); the last one decides
+ * the banner. */
+async function follow(
+  stream: AsyncIterable<Progress>,
+  status: HTMLElement,
+  jobId = "",
+  resubmit?: () => AsyncIterable<Progress>,
+): Promise<void> {
   const bar = h("progress", { max: 1, value: 0, id: "run-progress", "aria-label": "Run progress" });
   const text = h("p", { class: "progress-text" });
-  status.replaceChildren(bar, text);
+  const waiting = h("p", { class: "reconnecting", id: "run-reconnecting", role: "status", hidden: true }, "reconnecting…");
+  status.replaceChildren(bar, text, waiting);
+  const showWaiting = (on: boolean): void => {
+    waiting.hidden = !on;
+  };
   let last: Progress | undefined;
-  for await (const progress of stream) {
+  const watch = (id: string): AsyncIterable<Progress> => getApi().orchestrator.watchJob({ jobId: id });
+  for await (const progress of reconnecting(stream, jobId, watch, showWaiting, () => bar.isConnected, resubmit)) {
     last = progress;
     const total = Number(progress.framesTotal);
     const done = Number(progress.framesDone);
