@@ -202,6 +202,10 @@ class LocalStack:
         env = {
             **os.environ,
             "FACEFLOW_ALLOW_LOCAL_SOURCES": "true",
+            # glibc gives every thread that allocates its own arena and rarely returns them: with
+            # gRPC's thread pools a detector grew 1.45x over ten sequential runs; two arenas: 1.15x
+            # (make bench-admission).
+            "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2"),
             **self.extra_env,
             **self.issuer.service_env(),
         }
