@@ -57,7 +57,8 @@ demo: sample
 	$(VENV)/bin/faceflow --data-root $(DEMO_DIR) run $(SAMPLE_DIR)/episode.mp4 --episode sample
 	$(VENV)/bin/faceflow --data-root $(DEMO_DIR) eval sample --ground-truth $(SAMPLE_DIR)/ground_truth.json
 
-test: system-packages-test models media lint typecheck buf-lint envoy triton-venv chart-check web
+# The images (make images) are a prerequisite: tests/container runs the chart's Deployments from them.
+test: system-packages-test models media lint typecheck buf-lint envoy triton-venv chart-check web images
 	$(PY) -m pytest -q
 
 test-fast: setup
@@ -152,6 +153,21 @@ web/dist/.built: web/node_modules/.installed $(BUF) $(WEB_SOURCES) $(wildcard pr
 	touch $@
 
 web: web/dist/.built
+
+# Images (docs/deploy.md#images): localhost/faceflow:dev from the Containerfile and localhost/faceflow-envoy:dev
+# (its `envoy` target), with podman; without BASE_IMAGE (python:3.11-slim) locally, a base from Debian
+# packages (mmdebstrap). Each image is labelled with a hash of its inputs and not rebuilt while they match.
+# container-e2e: the chart rendered with ci/container-e2e-values.yaml, its Deployments run by
+# `podman kube play`, the sample episode through them (tests/container/; ~2.5 min).
+.PHONY: images container-e2e system-packages-containers
+system-packages-containers:
+	tools/system-packages.sh containers
+
+images: system-packages-containers models web
+	tools/build-images.sh
+
+container-e2e: images models media $(DEPLOY_VENV)/.installed $(HELM)
+	$(PY) -m pytest -q tests/container
 
 buf-lint: $(BUF)
 	cd protos && ../$(BUF) lint

@@ -4,14 +4,21 @@ The UI is a static bundle (`make web` builds web/dist); it learns where Envoy is
 served beside it. The two are different origins on purpose: Envoy then runs with exactly the CORS
 policy the Helm chart ships (the UI's origin listed, nothing else), and the browser tests exercise it.
 Crop images come straight from the storage service's signed file server (an <img> needs no CORS).
+
+In the Helm chart the same server runs on its own (`python -m services.cli.web`, the `web` Deployment)
+behind Envoy, which routes the UI's GET requests to it: UI and API share one origin there, and
+/config.json says so (`--grpc-web-url /`).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
+import signal
+import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -89,6 +96,8 @@ class StaticServer:
         """Scripts and styles from this server only; calls to Envoy only; crop images from any HTTP(S)
         origin (the storage file server, or an S3 endpoint: presigned URLs carry their own host)."""
         envoy = self.config.get("grpcWebUrl", "")
+        if not envoy.startswith(("http://", "https://")):
+            envoy = ""  # a path: the UI's own origin, which 'self' covers
         return (
             f"default-src 'self'; connect-src 'self' {envoy}; img-src 'self' data: blob: http: https:; "
             "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'"
@@ -127,3 +136,35 @@ def web_frontend(stack: LocalStack, work_dir: Path, port: int = 0, dist: Path = 
             yield WebFrontend(static.url, envoy)
     finally:
         static.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve the UI bundle until SIGTERM/SIGINT: the chart's `web` container (behind Envoy)."""
+    parser = argparse.ArgumentParser(prog="python -m services.cli.web", description="faceflow review UI (static files)")
+    parser.add_argument("--dist", type=Path, default=DIST_DIR, help="the built bundle (make web: web/dist)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (the chart: 0.0.0.0)")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument(
+        "--grpc-web-url",
+        default="/",
+        help="where the UI sends gRPC-Web calls, for /config.json: a URL, or / for its own origin (behind Envoy)",
+    )
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        server = StaticServer(args.dist, args.host, args.port)
+    except (FailedPrecondition, Unavailable) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    server.config["grpcWebUrl"] = args.grpc_web_url
+    print(json.dumps({"event": "web UI serving", "dist": str(args.dist), "port": server.port}), flush=True)
+    stop.wait()
+    server.stop()
+    print(json.dumps({"event": "web UI stopped"}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
