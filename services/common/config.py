@@ -96,6 +96,8 @@ class Settings:
     # DSN where several orchestrator replicas share the work. A replica holds a job for job_lease_s
     # and renews it every third of that; a replica that stops renewing loses its jobs to another.
     jobs_dsn: str = ""
+    # Or a file holding it (a mounted Kubernetes Secret: the DSN carries a password).
+    jobs_dsn_file: str = ""
     job_lease_s: int = 15
     max_uploads_per_caller: int = 4
     # Storage admission: the largest upload taken, and free space that must remain after it.

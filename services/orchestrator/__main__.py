@@ -6,6 +6,7 @@ import contextlib
 import os
 import socket
 import threading
+from pathlib import Path
 
 import grpc
 from faceflow.v1 import orchestrator_pb2, orchestrator_pb2_grpc, storage_pb2
@@ -21,6 +22,16 @@ from services.orchestrator.jobstore import open_store
 from services.orchestrator.pipeline import ProgressEvent, RunSettings, run_episode, validate_episode
 from services.orchestrator.server import SERVICE_NAME, OrchestratorServicer
 from services.orchestrator.uploads import UploadSessions
+
+
+def jobs_dsn(settings: Settings) -> str:
+    """FACEFLOW_JOBS_DSN, or the content of FACEFLOW_JOBS_DSN_FILE; empty: SQLite in the data root."""
+    if settings.jobs_dsn or not settings.jobs_dsn_file:
+        return settings.jobs_dsn
+    path = Path(settings.jobs_dsn_file)
+    if not path.is_file():
+        raise FailedPrecondition(f"the job store DSN file {path} (FACEFLOW_JOBS_DSN_FILE) does not exist")
+    return path.read_text().strip()
 
 
 def build(settings: Settings) -> ServiceParts:
@@ -48,7 +59,7 @@ def build(settings: Settings) -> ServiceParts:
         {"run": run, "harvest_crops": harvest},
         lambda: {"device": settings.device},
         validate,
-        store=open_store(settings.jobs_dsn, settings.data_root),
+        store=open_store(jobs_dsn(settings), settings.data_root),
         owner=f"{socket.gethostname()}-{os.getpid()}",
         max_running=settings.max_running_jobs,
         retention_s=settings.job_retention_s,

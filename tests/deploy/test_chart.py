@@ -44,7 +44,15 @@ JWKS = {
 }
 ISSUER = "https://login.example.com/realms/tv"
 # The chart has no auth defaults (it must not start open): every case names an issuer and its keys.
-AUTH_COMMON = ["--set", f"auth.issuer={ISSUER}", "--set", "auth.audiences={faceflow,faceflow-web}"]
+# ... and, with two orchestrator replicas by default, the PostgreSQL job store they share.
+AUTH_COMMON = [
+    "--set",
+    f"auth.issuer={ISSUER}",
+    "--set",
+    "auth.audiences={faceflow,faceflow-web}",
+    "--set",
+    "orchestrator.jobStore.existingSecret=ff-jobs-db",
+]
 AUTH_URI = [*AUTH_COMMON, "--set", "auth.jwksUri=https://login.example.com/realms/tv/certs"]
 AUTH_INLINE = [*AUTH_COMMON, "--set-json", "auth.jwks=" + json.dumps(json.dumps(JWKS))]
 JWKS_MOUNT = "/etc/faceflow/auth"
@@ -72,9 +80,23 @@ CASES: dict[str, list[str]] = {
         "auth.roleMap.tv-archive-editors=reviewer,auth.roleMap.faceflow-admins=admin,auth.rolesClaim=groups",
     ],
     "example-eks": ["-f", str(REPO / "deploy" / "k8s-values" / "example-eks.yaml"), *AUTH_URI],
+    # No Triton: detector and embedder run the models themselves, from a models volume.
+    "no-triton": [
+        *AUTH_INLINE,
+        "--set",
+        "triton.enabled=false",
+        "--set",
+        "models.volume.persistentVolumeClaim.claimName=faceflow-models",
+    ],
 }
+# The cases whose Triton is off (everything Triton-related is absent from their render).
+NO_TRITON = {"no-triton"}
 # Values the schema must refuse, and a fragment of helm's complaint.
 REJECTED = {
+    "replicas without a shared job store": (
+        [*AUTH_URI, "--set", "orchestrator.jobStore.existingSecret="],
+        "orchestrator.replicas > 1 needs a shared job store",
+    ),
     "wildcard origin": ([*AUTH_URI, "--set", "envoy.cors.allowedOrigins={*}"], "allowedOrigins"),
     "unknown mode": ([*AUTH_URI, "--set", "autoscaling.mode=vpa"], "mode"),
     "tls without secret": ([*AUTH_URI, "--set", "tls.enabled=true"], "secretName"),
@@ -116,6 +138,10 @@ def objects(case: str) -> list[dict]:
 def of_kind(case: str, kind: str) -> dict[str, dict]:
     prefix = f"{RELEASE}-faceflow-"
     return {o["metadata"]["name"].removeprefix(prefix): o for o in objects(case) if o["kind"] == kind}
+
+
+def expected_deployments(case: str) -> set[str]:
+    return {*FACEFLOW_SERVICES, "envoy", "web"} | (set() if case in NO_TRITON else {"triton"})
 
 
 def container(deployment: dict) -> dict:
@@ -184,7 +210,7 @@ def test_schema_rejects(name: str) -> None:
 @pytest.mark.parametrize("case", CASES)
 def test_pods_are_hardened_and_probed(case: str) -> None:
     deployments = of_kind(case, "Deployment")
-    assert set(deployments) == {*FACEFLOW_SERVICES, "triton", "envoy"}
+    assert set(deployments) == expected_deployments(case)
     for name, dep in deployments.items():
         pod = dep["spec"]["template"]["spec"]
         c = container(dep)
@@ -200,6 +226,9 @@ def test_pods_are_hardened_and_probed(case: str) -> None:
             assert "/var/lib/faceflow" in {m["mountPath"] for m in c["volumeMounts"]}, name
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
                 assert c[probe]["grpc"]["service"] == "" and c[probe]["grpc"]["port"] > 0, (name, probe)
+        if name == "web":
+            for probe in ("readinessProbe", "livenessProbe"):
+                assert c[probe]["httpGet"]["port"] == "http", (name, probe)
     for name in ("detector", "embedder"):
         startup = container(deployments[name])["startupProbe"]
         assert startup["periodSeconds"] * startup["failureThreshold"] >= 300, name
@@ -211,12 +240,15 @@ def test_autoscaled_deployments_have_no_replicas(case: str) -> None:
     hpas = of_kind(case, "HorizontalPodAutoscaler")
     scaled = of_kind(case, "ScaledObject")
     assert not (hpas and scaled), "HPA and KEDA at once"
-    assert set(hpas or scaled) == {"triton", "detector", "embedder"}
+    triton = case not in NO_TRITON
+    assert set(hpas or scaled) == {"detector", "embedder"} | ({"triton"} if triton else set())
     for name in hpas or scaled:
         assert "replicas" not in deployments[name]["spec"], name
     for name, hpa in hpas.items():
         kinds = {m["type"] for m in hpa["spec"]["metrics"]}
-        assert kinds == ({"Pods"} if name == "triton" else {"External", "Resource"}), (name, kinds)
+        # Without Triton there is no queue time: CPU only.
+        wanted = {"Pods"} if name == "triton" else ({"External", "Resource"} if triton else {"Resource"})
+        assert kinds == wanted, (name, kinds)
     for name, so in scaled.items():
         query = so["spec"]["triggers"][0]["metadata"]["query"]
         assert "nv_inference_queue_duration_us" in query and "nv_inference_request_success" in query, name
@@ -233,7 +265,7 @@ def test_envoy_filters_origins_and_config(case: str, tmp_path: Path) -> None:
     origins = vhost["typed_per_filter_config"]["envoy.filters.http.cors"]["allow_origin_string_match"]
     assert origins and all(set(o) == {"exact"} and "*" not in o["exact"] for o in origins)
     clusters = {r["route"]["cluster"] for r in vhost["routes"] if "cluster" in r.get("route", {})}
-    assert clusters == {"orchestrator", "storage"}
+    assert clusters == {"orchestrator", "storage", "web"}
     code = [line for line in config_text.splitlines() if not line.lstrip().startswith("#")]
     assert not re.findall(r"\$\{[A-Z_]+\}", "\n".join(code)), "a placeholder was left unfilled"
     if "/etc/faceflow/tls" in config_text:  # envoy validate opens the files: give it real ones
@@ -278,13 +310,19 @@ def test_network_policies_follow_the_data_flow(case: str) -> None:
     policies = of_kind(case, "NetworkPolicy")
     assert policies["default-deny"]["spec"]["policyTypes"] == ["Ingress", "Egress"]
     grpc_port = container(of_kind(case, "Deployment")["detector"])["ports"][0]["containerPort"]
-    for name, allowed in {
+    expected = {
         "detector": {"orchestrator"},
         "tracker": {"orchestrator"},
         "triton": {"detector", "embedder"},
         "storage": {"orchestrator", "envoy"},
-    }.items():
-        port = 8001 if name == "triton" else grpc_port
+        "web": {"envoy"},
+    }
+    if case in NO_TRITON:
+        assert "triton" not in policies
+        del expected["triton"]
+    web_port = container(of_kind(case, "Deployment")["web"])["ports"][0]["containerPort"]
+    for name, allowed in expected.items():
+        port = {"triton": 8001, "web": web_port}.get(name, grpc_port)
         callers = set()
         for rule in policies[name]["spec"]["ingress"]:
             ports = {p["port"] for p in rule["ports"]}
@@ -298,6 +336,19 @@ def test_network_policies_follow_the_data_flow(case: str) -> None:
 @pytest.mark.parametrize("case", CASES)
 def test_triton_gpu_and_backend_wiring(case: str) -> None:
     deployments = of_kind(case, "Deployment")
+    if case in NO_TRITON:
+        for name in ("detector", "embedder"):
+            variables = env(deployments[name])
+            assert variables["FACEFLOW_BACKEND"]["value"] == "onnx" and "FACEFLOW_TRITON_URL" not in variables
+            models = {m["name"]: m for m in container(deployments[name])["volumeMounts"]}["models"]
+            assert models["mountPath"] == "/opt/faceflow/cache/models" and models["readOnly"]
+        for name in ("orchestrator", "tracker", "storage"):
+            assert "models" not in {m["name"] for m in container(deployments[name])["volumeMounts"]}, name
+        for name in ("detector", "embedder"):
+            egress = of_kind(case, "NetworkPolicy")[name]["spec"]["egress"]
+            peers = [p.get("podSelector", {}).get("matchLabels", {}) for rule in egress for p in rule.get("to", [])]
+            assert "triton" not in {labels.get("app.kubernetes.io/component") for labels in peers}, name
+        return
     triton = deployments["triton"]
     gpu_wanted = case != "cpu-triton"
     assert ("nvidia.com/gpu" in container(triton)["resources"]["limits"]) is gpu_wanted
@@ -371,8 +422,15 @@ def test_envoy_requires_a_token_on_every_route(case: str) -> None:
     assert provider["issuer"] == ISSUER and provider["audiences"] == ["faceflow", "faceflow-web"]
     assert provider["forward"] is True  # the services verify the token again and read the role
     assert provider["from_headers"] == [{"name": "authorization", "value_prefix": "Bearer "}]
-    # One rule, covering every path, requiring the provider; only CORS preflights pass without.
-    assert jwt_authn["rules"] == [{"match": {"prefix": "/"}, "requires": {"provider_name": "faceflow"}}]
+    # Every gRPC path and every request but a GET needs the provider; only the UI's GETs (static files,
+    # routed to `web`) and CORS preflights pass without.
+    requires = {"provider_name": "faceflow"}
+    get = {"name": ":method", "string_match": {"exact": "GET"}}
+    assert jwt_authn["rules"] == [
+        {"match": {"prefix": "/faceflow.v1."}, "requires": requires},
+        {"match": {"prefix": "/", "headers": [get]}},
+        {"match": {"prefix": "/"}, "requires": requires},
+    ]
     assert jwt_authn["bypass_cors_preflight"] is True
     vhost = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     routes = vhost["route_config"]["virtual_hosts"][0]["routes"]
@@ -454,8 +512,10 @@ def test_every_service_authenticates(case: str) -> None:
     # Detector: the only URLs it fetches are the bucket's (it needs the bucket's name, not its keys).
     detector_env = env(deployments["detector"])
     assert detector_env["FACEFLOW_S3_BUCKET"]["value"] and "AWS_SECRET_ACCESS_KEY" not in detector_env
-    # Envoy and Triton never get the service token.
-    for name in ("envoy", "triton"):
+    # Envoy, Triton and the UI's static server never get the service token.
+    for name in ("envoy", "triton", "web"):
+        if name not in deployments:
+            continue
         dep = deployments[name]
         assert "service-token" not in {v["name"] for v in dep["spec"]["template"]["spec"].get("volumes", [])}, name
     assert (case == "tls") is ("service-token" not in of_kind(case, "Secret"))
@@ -484,3 +544,85 @@ def test_allow_local_sources_is_a_value() -> None:
         if o and o["kind"] == "Deployment" and o["metadata"]["name"].endswith("orchestrator")
     )
     assert env(orchestrator)["FACEFLOW_ALLOW_LOCAL_SOURCES"]["value"] == "true"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_envoy_serves_the_review_ui(case: str) -> None:
+    """GETs that are no gRPC call go to the web Deployment (the faceflow image's static server), over
+    plain HTTP/1.1, after every gRPC route and before the final 404."""
+    config = envoy_config(case)
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+    assert routes[-1] == {"match": {"prefix": "/"}, "direct_response": {"status": 404}}
+    ui = routes[-2]
+    assert ui["match"] == {"prefix": "/", "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]}
+    assert ui["route"]["cluster"] == "web"
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    web = clusters["web"]
+    assert "typed_extension_protocol_options" not in web and "transport_socket" not in web
+    endpoint = web["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+    deployment = of_kind(case, "Deployment")["web"]
+    assert endpoint == {
+        "address": f"{RELEASE}-faceflow-web.{NAMESPACE}.svc",
+        "port_value": container(deployment)["ports"][0]["containerPort"],
+    }
+    c = container(deployment)
+    assert c["command"] == ["python", "-m", "services.cli.web"] and "--grpc-web-url=/" in c["args"]
+    assert c["image"] == container(of_kind(case, "Deployment")["orchestrator"])["image"]
+    assert of_kind(case, "Service")["web"]["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_web_ui_can_be_left_out() -> None:
+    out = helm_template(*AUTH_URI, "--set", "web.enabled=false").stdout
+    docs = [o for o in yaml.safe_load_all(out) if o]
+    assert not [o for o in docs if o["metadata"]["name"].endswith("-web")]
+    (config_map,) = [o for o in docs if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-envoy")]
+    config = yaml.safe_load(config_map["data"]["envoy.yaml"])
+    assert "web" not in {c["name"] for c in config["static_resources"]["clusters"]}
+
+
+def test_container_e2e_values_lint_and_render() -> None:
+    """ci/container-e2e-values.yaml (tests/container/, make container-e2e) stays valid for the chart: the
+    local images, no Triton, one replica each, models from a volume, the UI."""
+    values = [
+        "-f",
+        str(CHART / "ci" / "container-e2e-values.yaml"),
+        *AUTH_INLINE,
+        "--set",
+        "models.volume.hostPath.path=/models,s3.credentials.existingSecret=ffe2e-s3",
+    ]
+    run(HELM, "lint", "--strict", CHART, "--namespace", NAMESPACE, *values)
+    docs = [o for o in yaml.safe_load_all(helm_template(*values).stdout) if o]
+    deployments = {
+        o["metadata"]["name"].removeprefix(f"{RELEASE}-faceflow-"): o for o in docs if o["kind"] == "Deployment"
+    }
+    assert set(deployments) == {*FACEFLOW_SERVICES, "envoy", "web"}
+    for name, dep in deployments.items():
+        assert dep["spec"]["replicas"] == 1, name
+        assert container(dep)["image"].startswith("localhost/faceflow"), name
+    assert env(deployments["detector"])["FACEFLOW_BACKEND"]["value"] == "onnx"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_orchestrator_replicas_share_a_postgres_job_store(case: str) -> None:
+    """Jobs survive a replica: two orchestrators, the DSN from a Secret (never a value), a PDB."""
+    deployment = of_kind(case, "Deployment")["orchestrator"]
+    variables = env(deployment)
+    assert variables["FACEFLOW_JOBS_DSN_FILE"]["value"] == "/etc/faceflow/jobs-db/dsn"
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["jobs-db"]["secret"]["secretName"] == "ff-jobs-db"
+    assert volumes["jobs-db"]["secret"]["items"] == [{"key": "dsn", "path": "dsn"}]
+    assert variables["FACEFLOW_JOB_LEASE_S"]["value"] == "15"
+    if case in ("default", "tls", "cpu-triton"):
+        assert deployment["spec"]["replicas"] == 2
+    budgets = of_kind(case, "PodDisruptionBudget")
+    assert budgets["orchestrator"]["spec"]["maxUnavailable"] == 1
+
+
+def test_one_orchestrator_may_keep_its_jobs_in_sqlite() -> None:
+    out = helm_template(
+        *AUTH_URI, "--set", "orchestrator.jobStore.existingSecret=", "--set", "orchestrator.replicas=1"
+    ).stdout
+    deployments = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "Deployment"]
+    orchestrator = next(d for d in deployments if d["metadata"]["name"].endswith("-orchestrator"))
+    assert orchestrator["spec"]["replicas"] == 1 and "FACEFLOW_JOBS_DSN_FILE" not in env(orchestrator)

@@ -108,6 +108,7 @@ seccompProfile:
   secret:
     secretName: {{ .Values.tls.secretName }}
     defaultMode: 0440
+    optional: false
 {{- end }}
 {{- end -}}
 
@@ -189,6 +190,8 @@ and the JWKS file when it is inline. */}}
   secret:
     secretName: {{ include "faceflow.serviceTokenSecret" . }}
     defaultMode: 0440
+    # Kubernetes' default, written out: podman 4.3's `kube play` (the container e2e test) dereferences it.
+    optional: false
     items:
       - key: {{ .Values.auth.serviceToken.key }}
         path: token
@@ -210,6 +213,32 @@ and the JWKS file when it is inline. */}}
 {{- if .Values.auth.jwks }}
 - name: jwks
   mountPath: /etc/faceflow/auth
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* Models ------------------------------------------------------------------------------------ */}}
+
+{{/* Where the image keeps the model directory (FACEFLOW_CACHE_DIR/models; the Containerfile). */}}
+{{- define "faceflow.modelDir" -}}/opt/faceflow/cache/models{{- end -}}
+
+{{/* "true" for the services that load models: detector and embedder. */}}
+{{- define "faceflow.loadsModels" -}}
+{{- if has .component (list "detector" "embedder") }}true{{ end -}}
+{{- end -}}
+
+{{/* The models volume (models.volume), when set, for the services that load models. */}}
+{{- define "faceflow.modelVolumes" -}}
+{{- if and (include "faceflow.loadsModels" .) .root.Values.models.volume }}
+- name: models
+  {{- toYaml .root.Values.models.volume | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{- define "faceflow.modelMounts" -}}
+{{- if and (include "faceflow.loadsModels" .) .root.Values.models.volume }}
+- name: models
+  mountPath: {{ include "faceflow.modelDir" .root }}
   readOnly: true
 {{- end }}
 {{- end -}}
