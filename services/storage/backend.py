@@ -8,6 +8,7 @@ and a failed run leaves the previous outputs untouched.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -15,7 +16,7 @@ from typing import Protocol
 from faceflow.v1 import common_pb2, storage_pb2
 
 from services.common.config import Settings
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 
 # Artifact names are relative paths of safe segments ("crops/track_0001/000012.jpg").
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -83,6 +84,30 @@ def person_id_for(name: str) -> str:
     if not slug:
         raise InvalidArgument(f"person name {name!r} must contain at least one letter or digit")
     return slug
+
+
+def person_with_exemplars(
+    existing: storage_pb2.Person | None,
+    person_id: str,
+    name: str,
+    show_id: str,
+    exemplars: list[storage_pb2.Exemplar],
+    append: bool,
+    by: str,
+    now: str,
+) -> storage_pb2.Person:
+    """A new person (enrolled_by `by`), or `existing` with the exemplars appended (updated_by `by`)."""
+    if existing is not None and not append:
+        raise AlreadyExists(f"{name!r} is already in the facebank of show {show_id or DEFAULT_SHOW!r}")
+    person = existing or storage_pb2.Person(
+        person_id=person_id, name=name.strip(), show_id=show_id or DEFAULT_SHOW, created_at=now, enrolled_by=by
+    )
+    person.updated_by = by
+    for exemplar in exemplars:
+        added = person.exemplars.add()
+        added.CopyFrom(exemplar)
+        added.exemplar_id = added.exemplar_id or uuid.uuid4().hex[:12]
+    return person
 
 
 def remove_exemplar_from(person: storage_pb2.Person, exemplar_id: str) -> storage_pb2.Person:

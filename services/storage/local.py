@@ -51,6 +51,7 @@ from services.storage.backend import (
     gib,
     limited,
     person_id_for,
+    person_with_exemplars,
     remove_exemplar_from,
     validate_artifact_name,
     video_suffix,
@@ -611,23 +612,8 @@ class LocalStorage:
         person_id = person_id_for(name)
         by = by or audit_name()
         with self._lock:
-            person = self._find_person(show_id, person_id)
-            if person is not None:
-                if not append:
-                    raise AlreadyExists(f"{name!r} is already in the facebank of show {show_id or DEFAULT_SHOW!r}")
-            else:
-                person = storage_pb2.Person(
-                    person_id=person_id,
-                    name=name.strip(),
-                    show_id=show_id or DEFAULT_SHOW,
-                    created_at=_now(),
-                    enrolled_by=by,
-                )
-            person.updated_by = by
-            for exemplar in exemplars:
-                added = person.exemplars.add()
-                added.CopyFrom(exemplar)
-                added.exemplar_id = added.exemplar_id or uuid.uuid4().hex[:12]
+            existing = self._find_person(show_id, person_id)
+            person = person_with_exemplars(existing, person_id, name, show_id, exemplars, append, by, _now())
             self._write_person(person)
             return person
 

@@ -53,6 +53,7 @@ from services.storage.backend import (
     UploadLimits,
     limited,
     person_id_for,
+    person_with_exemplars,
     remove_exemplar_from,
     validate_artifact_name,
     video_suffix,
@@ -811,23 +812,8 @@ class S3Storage:
         key = self._person_key(show_id, person_id)
         for attempt in range(self.settings.record_cas_attempts):
             found = self._read_json(key)
-            if found is not None:
-                if not append:
-                    raise AlreadyExists(f"{name!r} is already in the facebank of show {show_id or DEFAULT_SHOW!r}")
-                person = json_format.Parse(found[0].decode(), storage_pb2.Person())
-            else:
-                person = storage_pb2.Person(
-                    person_id=person_id,
-                    name=name.strip(),
-                    show_id=show_id or DEFAULT_SHOW,
-                    created_at=_now(),
-                    enrolled_by=by,
-                )
-            person.updated_by = by
-            for exemplar in exemplars:
-                added = person.exemplars.add()
-                added.CopyFrom(exemplar)
-                added.exemplar_id = added.exemplar_id or uuid.uuid4().hex[:12]
+            existing = json_format.Parse(found[0].decode(), storage_pb2.Person()) if found is not None else None
+            person = person_with_exemplars(existing, person_id, name, show_id, exemplars, append, by, _now())
             text = json_format.MessageToJson(person, preserving_proto_field_name=True)
             if self._write_conditional(key, text.encode(), found[1] if found else None):
                 return person

@@ -3,10 +3,8 @@ Envoy meets the same checks): each attack from the security review, reproduced a
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from services.cli.stack import LocalStack
 from services.common.auth import ClientCredentials
 from services.common.local_issuer import AUDIENCE, ISSUER, LocalIssuer
 from tests.contract.helpers import expect_status
+from tests.listener import CountingListener
 
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 DENIED = grpc.StatusCode.PERMISSION_DENIED
@@ -234,36 +233,10 @@ def test_reviewer_cannot_delete_and_users_never_make_internal_calls(
     )
 
 
-class _CountingListener:
-    """A loopback HTTP listener standing for an internal admin endpoint: counts every request."""
-
-    def __init__(self) -> None:
-        hits: list[str] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                hits.append(self.path)
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self.hits = hits
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_port}/internal/admin?x=1"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
 def test_no_caller_makes_a_service_fetch_a_url_or_read_a_server_path(
     stack: LocalStack, as_role: Callable[[str], Caller]
 ) -> None:
-    listener = _CountingListener()
-    try:
+    with CountingListener() as listener:
         reviewer = as_role("reviewer")
         for source in (listener.url, "/etc/passwd", "/root/.ssh/id_rsa"):
             details = expect_status(
@@ -294,8 +267,6 @@ def test_no_caller_makes_a_service_fetch_a_url_or_read_a_server_path(
                 )
         time.sleep(0.2)
         assert listener.hits == []
-    finally:
-        listener.close()
 
 
 def test_remote_callers_cannot_tell_existing_server_files_from_missing_ones(

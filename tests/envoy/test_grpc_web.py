@@ -31,6 +31,7 @@ from services.cli.web import JWKS_PATH, StaticServer
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.local_issuer import AUDIENCE, ISSUER, LocalIssuer
 from tests.envoy.grpc_web import GrpcWebCall, start_call, unary
+from tests.listener import CountingListener
 
 ALLOWED = "http://localhost:5173"
 OTHER = "https://evil.example.com"
@@ -401,33 +402,14 @@ def test_admin_deletes_through_envoy_and_the_delete_is_audited(
 
 def test_a_source_url_through_envoy_reaches_no_listener(proxy: envoy.EnvoyProxy, tokens: dict[str, str]) -> None:
     """The SSRF of the security review: CreateEpisode.source_path naming a loopback admin endpoint."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    hits: list[str] = []
-
-    class Listener(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            hits.append(self.path)
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Listener)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        for source in (f"http://127.0.0.1:{server.server_port}/internal/admin?x=1", "/etc/passwd", "/root/.ssh/id_rsa"):
+    with CountingListener() as listener:
+        for source in (listener.url, "/etc/passwd", "/root/.ssh/id_rsa"):
             request = storage_pb2.CreateEpisodeRequest(ep_id="ssrf", source_path=source).SerializeToString()
             call, _ = unary(proxy.address, f"{ORCH}/CreateEpisode", request, origin=ALLOWED, token=tokens["reviewer"])
             assert call.grpc_status == PERMISSION_DENIED, call.grpc_message
             assert "only as an upload" in call.grpc_message and source not in call.grpc_message
         time.sleep(0.2)
-        assert hits == []
-    finally:
-        server.shutdown()
-        server.server_close()
+        assert listener.hits == []
 
 
 def test_local_issuer_jwks_is_served_beside_the_ui(tmp_path: Path, issuer: LocalIssuer) -> None:
