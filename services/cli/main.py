@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import getpass
 import json
 import os
 import sys
@@ -20,7 +19,15 @@ from faceflow.v1 import orchestrator_pb2, orchestrator_pb2_grpc, storage_pb2, st
 from tqdm import tqdm
 
 from services.cli import jobs, render
-from services.cli.stack import ORDER, KeepsFailing, LocalStack, RestartPolicy, Supervisor
+from services.cli.stack import (
+    ORDER,
+    KeepsFailing,
+    LocalStack,
+    RestartPolicy,
+    Supervisor,
+    local_credentials,
+    local_user,
+)
 from services.common import errors
 from services.common.auth import ClientCredentials
 from services.common.config import Settings
@@ -54,10 +61,8 @@ def running_stack_credentials(args: argparse.Namespace) -> ClientCredentials | N
     token = os.environ.get("FACEFLOW_TOKEN", "").strip()
     if token:
         return ClientCredentials(bearer=token)
-    service_token = LocalIssuer.at(_data_root(args)).service_token()
-    if service_token:
-        return ClientCredentials(service_token=service_token, acting_for=f"{getpass.getuser()}@local")
-    return None
+    issuer = LocalIssuer.at(_data_root(args))
+    return local_credentials(issuer) if issuer.service_token() else None
 
 
 @contextmanager
@@ -486,7 +491,7 @@ def cmd_timeline(args: argparse.Namespace) -> int:
 def cmd_auth_token(args: argparse.Namespace) -> int:
     """Print a token signed by the local stack's issuer (DATA_ROOT/auth): for the web UI, FACEFLOW_TOKEN."""
     issuer = LocalIssuer.at(_data_root(args))
-    print(issuer.mint(args.role, args.subject or getpass.getuser(), parse_ttl(args.ttl)))
+    print(issuer.mint(args.role, args.subject or local_user(), parse_ttl(args.ttl)))
     return 0
 
 

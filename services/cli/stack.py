@@ -95,9 +95,7 @@ class LocalStack:
 
     def credentials(self, acting_for: str = "") -> ClientCredentials:
         """The trusted local caller: the stack's service token, acting for this machine's user."""
-        return ClientCredentials(
-            service_token=self.issuer.service_token(), acting_for=acting_for or f"{_local_user()}@local"
-        )
+        return local_credentials(self.issuer, acting_for)
 
     @property
     def logs(self) -> Path:
@@ -437,8 +435,14 @@ def supervised_envoy(envoy: EnvoyProxy) -> Supervised:
     return Supervised("envoy", envoy.log_path, exited, restart)
 
 
-def _local_user() -> str:
+def local_user() -> str:
+    """This machine's user name, for audit lines ("local" when the system has none for the uid)."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):
         return "local"
+
+
+def local_credentials(issuer: LocalIssuer, acting_for: str = "") -> ClientCredentials:
+    """A data root's service token, acting for this machine's user: the trusted local CLI."""
+    return ClientCredentials(service_token=issuer.service_token(), acting_for=acting_for or f"{local_user()}@local")

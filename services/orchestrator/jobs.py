@@ -42,8 +42,9 @@ LEASE_S = 15.0
 DISPATCH_S = 0.5
 # Progress within a stage is written to the store at most this often; stage and state changes always.
 PROGRESS_WRITE_S = 0.5
-# Finished jobs are evicted at least this often (and on every submit, get and list).
+# Finished jobs are evicted at least this often, and at most this often (on submit, get and list).
 EVICT_EVERY_S = 60.0
+EVICT_MIN_INTERVAL_S = 1.0
 
 RunFn = Callable[[orchestrator_pb2.Job, Callable[[ProgressEvent], None], threading.Event], orchestrator_pb2.RunSummary]
 
@@ -245,7 +246,7 @@ class JobManager:
                 entry.cancelled.set()
         self._fill_slots()
         if now - self._last_evict >= EVICT_EVERY_S:
-            self._evict()
+            self._evict()  # with no reads at all, still evicted
 
     def _fill_slots(self) -> None:
         """Claim jobs (this replica's or anyone's) while this replica has free slots."""
@@ -347,8 +348,11 @@ class JobManager:
     # ---- reading --------------------------------------------------------------------------------
 
     def _evict(self) -> None:
-        """Forget jobs that finished more than retention_s ago (one indexed DELETE: cheap on every read)."""
+        """Forget jobs that finished more than retention_s ago: one indexed DELETE, a write transaction,
+        so at most once a second however many reads ask for it."""
         now = self._clock()
+        if now - self._last_evict < EVICT_MIN_INTERVAL_S:
+            return
         self._store.evict_finished(now - self._retention_s)
         self._last_evict = now
 
