@@ -17,7 +17,7 @@ import cv2
 
 def _is_current(out: Path) -> bool:
     """Whether `out` holds the sample episode the generator makes today (same shots), not an older one."""
-    from services.evaluation.sample_episode import SHOTS
+    from services.evaluation.shots import SHOTS
 
     if not (out / "episode.mp4").is_file() or not (out / "ground_truth.json").is_file():
         return False

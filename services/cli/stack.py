@@ -37,7 +37,7 @@ from services.common.tls import TlsConfig, open_channel
 
 if TYPE_CHECKING:
     from services.cli.envoy import EnvoyProxy
-    from services.storage.seaweed import SeaweedServer
+    from services.cli.seaweed import SeaweedServer
 
 ORDER = ("storage", "tracker", "embedder", "detector", "orchestrator")
 DEPENDENCIES = {"orchestrator": ("detector", "embedder", "tracker", "storage")}

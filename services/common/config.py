@@ -92,7 +92,7 @@ class Settings:
     # open chunked uploads per caller.
     max_running_jobs: int = 2
     job_retention_s: int = 6 * 3600
-    # The job store (services/orchestrator/jobstore): empty = SQLite in the data root; a postgresql://
+    # The job store (services/orchestrator/api/jobstore): empty = SQLite in the data root; a postgresql://
     # DSN where several orchestrator replicas share the work. A replica holds a job for job_lease_s
     # and renews it every third of that; a replica that stops renewing loses its jobs to another.
     jobs_dsn: str = ""
@@ -103,6 +103,26 @@ class Settings:
     # Storage admission: the largest upload taken, and free space that must remain after it.
     max_upload_bytes: int = 64 * 1024**3
     upload_headroom_bytes: int = 2 * 1024**3
+
+    # ---- storage backends (services/storage; docs/storage.md) ----
+    # S3 (storage_backend=s3): the bucket (required), the prefix every key starts with (one bucket can
+    # hold several deployments), the endpoint (empty: AWS's, for s3_region; set it for SeaweedFS/MinIO),
+    # path-style URLs (any endpoint and bucket name; virtual-host style needs DNS), and attempts per
+    # request, first try included. Credentials come only from the AWS chain, never from here.
+    s3_bucket: str = ""
+    s3_prefix: str = "faceflow"
+    s3_endpoint_url: str = ""
+    s3_region: str = "us-east-1"
+    s3_path_style: bool = True
+    s3_max_attempts: int = 8
+    # Local backend: the key of its signed artifact URLs, shared by replicas; empty: one per process.
+    url_signing_key: str = ""
+
+    # ---- the command line (services/cli) ----
+    # Storage of the local stacks it starts (--storage): "local" (the data root) or "s3" (SeaweedFS on loopback).
+    cli_storage: str = "local"
+    # The Envoy binary of `faceflow up --web` and the Envoy tests; empty: the repo's .venv-envoy (make envoy).
+    envoy_bin: str = ""
 
     @property
     def model_dir(self) -> Path:

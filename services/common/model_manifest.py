@@ -1,4 +1,4 @@
-"""Typed, read-only view of CACHE/models/manifest.json (written by services.common.assets).
+"""Typed, read-only view of CACHE/models/manifest.json (written by tools.assets).
 
 Services read model facts (input shape, preprocessing, priors, output size) from here instead of
 hard-coding them, and stamp every stored embedding with `ModelSpec.model_id` so embeddings made
@@ -77,6 +77,15 @@ class ModelSpec:
             priors=None if priors is None else _frozen(priors),
             normalize=data.get("normalize"),
         )
+
+    def fact(self, section: str, key: str) -> Any:
+        """`preprocessing[key]` or `priors[key]`; FailedPrecondition naming the manifest key when absent."""
+        facts: Mapping[str, Any] = getattr(self, section) or {}
+        if key not in facts:
+            raise FailedPrecondition(
+                f"model manifest entry {self.name} has no {section}.{key}; run `make models` to regenerate it."
+            )
+        return facts[key]
 
     @property
     def model_id(self) -> str:

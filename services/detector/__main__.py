@@ -10,11 +10,9 @@ from services.common.config import Settings
 from services.common.models import load_model, model_info
 from services.common.service_main import ServiceParts, service_main
 from services.common.warm import WarmValue
-from services.detector.retinaface import RetinaFaceDetector, RetinaFaceSettings
+from services.detector.retinaface import MODEL_NAME, RetinaFaceDetector, RetinaFaceSettings
 from services.detector.server import SERVICE_NAME, DetectorServicer, LoadedDetector
 from services.detector.sources import VideoSources
-
-MODEL_NAME = "retinaface_mnet025"
 
 
 def build(settings: Settings) -> ServiceParts:
@@ -26,7 +24,7 @@ def build(settings: Settings) -> ServiceParts:
 
     def warm_up() -> None:
         spec, backend = load_model(settings, MODEL_NAME)
-        detector = RetinaFaceDetector(backend, RetinaFaceSettings())
+        detector = RetinaFaceDetector(backend, RetinaFaceSettings(), spec)
         detector.detect_batch([np.zeros((360, 640, 3), np.uint8)] * 2)  # loads kernels, checks outputs
         model.set(LoadedDetector(backend, detector, model_info(spec, backend)))
 

@@ -1,7 +1,9 @@
 """RetinaFace (MobileNet-0.25, biubug6 export) model core: priors, decoding, NMS, batched detection.
 
 Only numpy/OpenCV here; the model itself runs behind an InferenceBackend so the same code serves
-onnxruntime in-process and Triton later. The gRPC service wraps RetinaFaceDetector.
+onnxruntime in-process and Triton later. The gRPC service wraps RetinaFaceDetector. What the network
+was trained with (input normalisation, anchor layout, SSD variances) is read from its model manifest
+entry (RetinaFaceLayout), never written here.
 """
 
 from __future__ import annotations
@@ -18,23 +20,72 @@ from services.common.backends import InferenceBackend
 from services.common.boxes import iou_matrix
 from services.common.detections import NUM_LANDMARKS, Detections
 from services.common.errors import FailedPrecondition, InvalidArgument
+from services.common.model_manifest import ModelSpec
+from services.common.thresholds import MIN_FACE_PX
 
-# Anchor layout the network was trained with (biubug6 cfg_mnet); changing these breaks decoding.
-PRIOR_STEPS: tuple[int, ...] = (8, 16, 32)
-PRIOR_MIN_SIZES: tuple[tuple[int, ...], ...] = ((16, 32), (64, 128), (256, 512))
-CENTER_VARIANCE = 0.1  # SSD variance of the centre offsets
-SIZE_VARIANCE = 0.2  # SSD variance of the log size ratios
-# Per-channel BGR mean the network was trained with; pixels are not scaled.
-PIXEL_MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)
+# The detector's entry in the model manifest.
+MODEL_NAME = "retinaface_mnet025"
 # Candidates kept (best scores first) before NMS: bounds NMS cost (O(K^2)) on pathological frames
 # such as textured crowds; a real frame has far fewer than this above any sane threshold.
 PRE_NMS_TOP_K = 2000
 
 
+@dataclass(frozen=True)
+class RetinaFaceLayout:
+    """What the network was trained with (biubug6 cfg_mnet for this export): how to feed it and how
+    to decode its outputs. Read from the model manifest (from_spec); any other value breaks decoding."""
+
+    # Anchors: one level per feature-map stride (px), with that level's anchor sizes (px).
+    steps: tuple[int, ...]
+    min_sizes: tuple[tuple[int, ...], ...]
+    center_variance: float  # SSD variance of the centre offsets
+    size_variance: float  # SSD variance of the log size ratios
+    # Per-channel input normalisation, (pixel - mean) / std, in the channel order the network takes.
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    rgb: bool  # the network takes RGB (frames are BGR)
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec) -> RetinaFaceLayout:
+        """The layout of a manifest entry; FailedPrecondition naming the manifest key that is missing
+        or malformed."""
+        key = "priors.steps"
+        try:
+            steps = tuple(int(step) for step in spec.fact("priors", "steps"))
+            key = "priors.min_sizes"
+            min_sizes = tuple(tuple(int(size) for size in level) for level in spec.fact("priors", "min_sizes"))
+            key = "priors.variances"
+            center_variance, size_variance = (float(v) for v in spec.fact("priors", "variances"))
+            key = "preprocessing.mean"
+            mean = tuple(float(v) for v in spec.fact("preprocessing", "mean"))
+            key = "preprocessing.std"
+            std = tuple(float(v) for v in spec.preprocessing.get("std", (1.0,) * len(mean)))
+            key = "preprocessing.color_order"
+            color_order = str(spec.fact("preprocessing", "color_order")).upper()
+        except (TypeError, ValueError) as exc:
+            raise FailedPrecondition(
+                f"model manifest entry {spec.name} has a malformed {key} ({exc}); run `make models` to regenerate it."
+            ) from exc
+        problems = {
+            "priors.min_sizes": len(min_sizes) != len(steps) or not all(steps) or not all(min_sizes),
+            "preprocessing.mean": len(mean) != 3,
+            "preprocessing.std": len(std) != 3 or 0.0 in std,
+            "preprocessing.color_order": color_order not in ("BGR", "RGB"),
+        }
+        for key, bad in problems.items():
+            if bad:
+                raise FailedPrecondition(
+                    f"model manifest entry {spec.name} has an unusable {key}; run `make models` to regenerate it."
+                )
+        return cls(steps, min_sizes, center_variance, size_variance, mean, std, color_order == "RGB")
+
+
 @lru_cache(maxsize=32)
-def _prior_boxes_cached(height: int, width: int) -> np.ndarray:
+def _prior_boxes_cached(
+    height: int, width: int, steps: tuple[int, ...], level_sizes: tuple[tuple[int, ...], ...]
+) -> np.ndarray:
     rows = []
-    for step, min_sizes in zip(PRIOR_STEPS, PRIOR_MIN_SIZES, strict=True):
+    for step, min_sizes in zip(steps, level_sizes, strict=True):
         fh, fw = math.ceil(height / step), math.ceil(width / step)
         # Row-major over the map (i = row, j = column), then over the level's min sizes.
         jj, ii = np.meshgrid(np.arange(fw, dtype=np.float64), np.arange(fh, dtype=np.float64))
@@ -54,27 +105,27 @@ def _prior_boxes_cached(height: int, width: int) -> np.ndarray:
     return priors
 
 
-def prior_boxes(height: int, width: int) -> np.ndarray:
+def prior_boxes(height: int, width: int, layout: RetinaFaceLayout) -> np.ndarray:
     """(P, 4) priors (cx, cy, w, h) normalised by the network input size, in the network's output order.
 
-    Cached per size (a TV episode has one frame size) and returned read-only.
+    Cached per size (a TV episode has one frame size) and layout, and returned read-only.
     """
     if height <= 0 or width <= 0:
         raise ValueError(f"prior_boxes needs a positive size, got height={height} width={width}")
-    return _prior_boxes_cached(int(height), int(width))
+    return _prior_boxes_cached(int(height), int(width), layout.steps, layout.min_sizes)
 
 
-def decode_boxes(loc: np.ndarray, priors: np.ndarray) -> np.ndarray:
+def decode_boxes(loc: np.ndarray, priors: np.ndarray, layout: RetinaFaceLayout) -> np.ndarray:
     """SSD decoding of (P, 4) regressions against (P, 4) priors into normalised (P, 4) x1y1x2y2."""
-    centers = priors[:, :2] + loc[:, :2] * CENTER_VARIANCE * priors[:, 2:]
-    sizes = priors[:, 2:] * np.exp(loc[:, 2:] * SIZE_VARIANCE)
+    centers = priors[:, :2] + loc[:, :2] * layout.center_variance * priors[:, 2:]
+    sizes = priors[:, 2:] * np.exp(loc[:, 2:] * layout.size_variance)
     return np.concatenate([centers - sizes / 2, centers + sizes / 2], axis=1).astype(np.float32)
 
 
-def decode_landmarks(landmarks: np.ndarray, priors: np.ndarray) -> np.ndarray:
+def decode_landmarks(landmarks: np.ndarray, priors: np.ndarray, layout: RetinaFaceLayout) -> np.ndarray:
     """Decode (P, 10) landmark regressions into normalised (P, 5, 2) points."""
     offsets = landmarks.reshape(-1, NUM_LANDMARKS, 2)
-    points = priors[:, None, :2] + offsets * CENTER_VARIANCE * priors[:, None, 2:]
+    points = priors[:, None, :2] + offsets * layout.center_variance * priors[:, None, 2:]
     return points.astype(np.float32)
 
 
@@ -132,9 +183,9 @@ class RetinaFaceSettings:
     # at 2/3 scale (20 px -> 13 px: marginal, set 1920 for tiny faces in 1080p). Cost grows with
     # the pixel count: ~4x that of 640.
     max_side: int = 1280
-    # Faces whose box short side, in original-frame px, is below this are dropped: below ~20 px
-    # neither the landmarks nor the embedder give a usable identity.
-    min_face_px: float = 20.0
+    # Faces whose box short side, in original-frame px, is below this are dropped (MIN_FACE_PX:
+    # below it neither the landmarks nor the embedder give a usable identity).
+    min_face_px: float = MIN_FACE_PX
     # Frames per backend call: bounds memory (one 1280x720 frame is 11 MB as float32 NCHW).
     max_batch: int = 8
     # Face probability from which, when candidates are asked for (video), faces below the rules
@@ -189,15 +240,36 @@ def network_size(height: int, width: int, max_side: int) -> tuple[int, int]:
 
 
 class RetinaFaceDetector:
-    """Finds faces with 5 landmarks in BGR frames; frames of one size are batched into one model call."""
+    """Finds faces with 5 landmarks in BGR frames; frames of one size are batched into one model call.
 
-    def __init__(self, backend: InferenceBackend, settings: RetinaFaceSettings) -> None:
+    spec: the model's manifest entry (load_model returns it with the backend): priors, variances and
+    input normalisation come from it.
+    """
+
+    def __init__(self, backend: InferenceBackend, settings: RetinaFaceSettings, spec: ModelSpec) -> None:
         self._backend = backend
         self._settings = settings
+        self._spec = spec
+        self._layout = RetinaFaceLayout.from_spec(self._spec)
+        self._mean = np.asarray(self._layout.mean, dtype=np.float32)
+        # None when every std is 1: dividing by 1 changes nothing but costs a pass over the batch.
+        self._std = None if set(self._layout.std) == {1.0} else np.asarray(self._layout.std, dtype=np.float32)
 
     @property
     def settings(self) -> RetinaFaceSettings:
         return self._settings
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self._spec
+
+    @property
+    def layout(self) -> RetinaFaceLayout:
+        return self._layout
+
+    def with_settings(self, settings: RetinaFaceSettings) -> RetinaFaceDetector:
+        """The same model and backend with other settings."""
+        return RetinaFaceDetector(self._backend, settings, self._spec)
 
     def detect(self, frame_bgr: np.ndarray) -> Detections:
         """Faces of one frame."""
@@ -240,7 +312,7 @@ class RetinaFaceDetector:
                 f"{self._backend.name} returned {len(outputs)} outputs; RetinaFace needs loc, conf, landmarks"
             )
         loc, conf, landmarks = outputs[:3]
-        priors = prior_boxes(net_h, net_w)
+        priors = prior_boxes(net_h, net_w, self._layout)
         if loc.shape[:2] != (len(frames), priors.shape[0]):
             raise FailedPrecondition(
                 f"{self._backend.name} returned loc of shape {loc.shape} for a {net_w}x{net_h} batch of "
@@ -251,12 +323,15 @@ class RetinaFaceDetector:
             for b in range(len(frames))
         ]
 
-    @staticmethod
-    def _preprocess(frame: np.ndarray, net_h: int, net_w: int) -> np.ndarray:
+    def _preprocess(self, frame: np.ndarray, net_h: int, net_w: int) -> np.ndarray:
         if (net_h, net_w) != frame.shape[:2]:
             # INTER_AREA averages source pixels when shrinking: no aliasing on fine textures.
             frame = cv2.resize(frame, (net_w, net_h), interpolation=cv2.INTER_AREA)
-        image = frame.astype(np.float32) - PIXEL_MEAN_BGR
+        if self._layout.rgb:
+            frame = frame[..., ::-1]
+        image = frame.astype(np.float32) - self._mean
+        if self._std is not None:
+            image /= self._std
         return np.ascontiguousarray(image.transpose(2, 0, 1))
 
     def _postprocess(
@@ -279,7 +354,7 @@ class RetinaFaceDetector:
             return Detections.empty()
         candidates = candidates[np.argsort(-scores[candidates], kind="stable")[:PRE_NMS_TOP_K]]
         cand_scores = scores[candidates]
-        boxes_norm = decode_boxes(loc[candidates], priors[candidates])
+        boxes_norm = decode_boxes(loc[candidates], priors[candidates], self._layout)
         # Evidence the network saw is measured in its own input pixels, not the frame's.
         net_short = np.minimum(
             (boxes_norm[:, 2] - boxes_norm[:, 0]) * net_w, (boxes_norm[:, 3] - boxes_norm[:, 1]) * net_h
@@ -302,5 +377,5 @@ class RetinaFaceDetector:
             keep = np.concatenate([keep, weak[nms(boxes[weak], cand_scores[weak], s.nms_iou)]])
         if keep.size == 0:
             return Detections.empty()
-        points = decode_landmarks(landmarks[candidates[keep]], priors[candidates[keep]]) * box_scale[:2]
+        points = decode_landmarks(landmarks[candidates[keep]], priors[candidates[keep]], self._layout) * box_scale[:2]
         return Detections(xyxy=boxes[keep], scores=cand_scores[keep], landmarks=points, confident=confident[keep])

@@ -14,7 +14,6 @@ The refusal is one sentence that names no path and does not tell a missing file 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -57,13 +56,13 @@ class UrlPrefix:
         )
 
 
-def object_store_prefixes(env: Mapping[str, str]) -> tuple[UrlPrefix, ...]:
+def object_store_prefixes(settings: Settings) -> tuple[UrlPrefix, ...]:
     """URL prefixes of the configured bucket: path-style at the endpoint, and virtual-hosted style."""
-    bucket = env.get("FACEFLOW_S3_BUCKET", "")
+    bucket = settings.s3_bucket
     if not bucket:
         return ()
-    endpoint = env.get("FACEFLOW_S3_ENDPOINT_URL", "").rstrip("/")
-    region = env.get("FACEFLOW_S3_REGION", "") or env.get("AWS_DEFAULT_REGION", "") or "us-east-1"
+    endpoint = settings.s3_endpoint_url.rstrip("/")
+    region = settings.s3_region
     if endpoint:
         parts = urlsplit(endpoint)
         texts = [f"{endpoint}/{bucket}/", f"{parts.scheme}://{bucket}.{parts.netloc}{parts.path}/"]
@@ -84,11 +83,11 @@ class VideoSources:
     url_prefixes: tuple[UrlPrefix, ...]
 
     @classmethod
-    def from_settings(cls, settings: Settings, env: Mapping[str, str] | None = None) -> VideoSources:
+    def from_settings(cls, settings: Settings) -> VideoSources:
         return cls(
             Path(os.path.realpath(settings.data_root)),
             settings.allow_local_sources,
-            object_store_prefixes(os.environ if env is None else env),
+            object_store_prefixes(settings),
         )
 
     def check(self, uri: str) -> None:

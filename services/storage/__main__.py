@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 
@@ -27,10 +26,10 @@ def make_backend(settings: Settings) -> StorageBackend:
     if settings.storage_backend == "s3":
         from services.storage.s3 import S3Settings, S3Storage  # lazy: boto3 only when S3 is used
 
-        s3 = S3Storage(S3Settings.from_env(local_cache_dir=settings.data_root), limits=limits)
+        s3 = S3Storage(S3Settings.from_settings(settings), limits=limits)
         s3.ensure_bucket()
         return s3
-    key = os.environ.get("FACEFLOW_URL_SIGNING_KEY")  # shared by replicas; per process otherwise
+    key = settings.url_signing_key  # FACEFLOW_URL_SIGNING_KEY: shared by replicas; per process otherwise
     signer = UrlSigner(key.encode()) if key else UrlSigner()
     local = LocalStorage(settings.data_root, signer, limits=limits)
     # Crop URLs of the local backend are served, signed and read-only, by this process.

@@ -1,4 +1,4 @@
-"""The storage interface every backend implements (local filesystem now; S3 next).
+"""The storage interface every backend implements (local filesystem and S3), and what they share.
 
 Keys are (episode id, run id, artifact name). A run's artifacts are written while it runs and become
 the episode's current outputs only when the run is published, so readers never see a half-written run
@@ -8,12 +8,15 @@ and a failed run leaves the previous outputs untouched.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 from faceflow.v1 import common_pb2, storage_pb2
+from google.protobuf import json_format
+from google.protobuf.message import Message
 
 from services.common.config import Settings
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
@@ -27,6 +30,22 @@ MAX_VIDEO_BYTES = 64 * GIB
 # Free space a local store keeps after any upload (the OS, logs and run artifacts need room too).
 UPLOAD_HEADROOM_BYTES = 2 * GIB
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".ts", ".mxf", ".mpg", ".mpeg")
+# Streaming unit for reads and hashing: large enough to amortise per-call overhead, small enough to keep
+# a gRPC message (4 MiB default limit) and memory per stream bounded.
+CHUNK_BYTES = 1024 * 1024
+# An episode's record, and the artifact whose presence makes a run finished (publishable).
+EPISODE_RECORD = "episode.json"
+MANIFEST = "manifest.json"
+
+
+def utc_timestamp() -> str:
+    """Now, as records store it: "2024-05-01T12:00:00Z"."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def record_json(record: Message) -> bytes:
+    """A record (episode, person) as both backends store it: protobuf JSON with the .proto field names."""
+    return json_format.MessageToJson(record, preserving_proto_field_name=True).encode()
 
 
 def video_suffix(filename: str) -> str:
@@ -132,7 +151,30 @@ def validate_artifact_name(name: str) -> str:
     return name
 
 
-class StorageBackend(Protocol):
+class Facebank(Protocol):
+    """The people of each show and their exemplars: the facebank half of a StorageBackend."""
+
+    def add_person(
+        self, show_id: str, name: str, exemplars: list[storage_pb2.Exemplar], append: bool, by: str = ""
+    ) -> storage_pb2.Person:
+        """Create a person (enrolled_by = by) or, with append, add exemplars (updated_by = by); `by`
+        defaults to the verified caller of the current RPC (services.common.auth.audit_name())."""
+        ...
+
+    def list_people(self, show_id: str) -> list[storage_pb2.Person]: ...
+
+    def get_person(self, show_id: str, person_id: str) -> storage_pb2.Person: ...
+
+    def remove_exemplar(self, show_id: str, person_id: str, exemplar_id: str) -> storage_pb2.Person:
+        """Purge one exemplar (its embedding and crop); NotFound if unknown, the person is kept."""
+        ...
+
+    def remove_person(self, show_id: str, person_id: str) -> int:
+        """Purge a person's record and exemplars (embeddings and crops: biometric data); count removed."""
+        ...
+
+
+class StorageBackend(Facebank, Protocol):
     """Episodes, run artifacts and the facebank. Every method raises services.common.errors on bad
     input (InvalidArgument for malformed ids/names, NotFound for unknown things) before touching data.
     """
@@ -215,21 +257,25 @@ class StorageBackend(Protocol):
         """Every review record of an episode, in seq order."""
         ...
 
+
+class FacebankCalls:
+    """Base of both backends: their Facebank calls go to self._facebank (LocalFacebank, S3Facebank)."""
+
+    _facebank: Facebank
+
     def add_person(
         self, show_id: str, name: str, exemplars: list[storage_pb2.Exemplar], append: bool, by: str = ""
     ) -> storage_pb2.Person:
-        """Create a person (enrolled_by = by) or, with append, add exemplars (updated_by = by); `by`
-        defaults to the verified caller of the current RPC (services.common.auth.audit_name())."""
-        ...
+        return self._facebank.add_person(show_id, name, exemplars, append, by)
 
-    def list_people(self, show_id: str) -> list[storage_pb2.Person]: ...
+    def list_people(self, show_id: str) -> list[storage_pb2.Person]:
+        return self._facebank.list_people(show_id)
 
-    def get_person(self, show_id: str, person_id: str) -> storage_pb2.Person: ...
+    def get_person(self, show_id: str, person_id: str) -> storage_pb2.Person:
+        return self._facebank.get_person(show_id, person_id)
 
     def remove_exemplar(self, show_id: str, person_id: str, exemplar_id: str) -> storage_pb2.Person:
-        """Purge one exemplar (its embedding and crop); NotFound if unknown, the person is kept."""
-        ...
+        return self._facebank.remove_exemplar(show_id, person_id, exemplar_id)
 
     def remove_person(self, show_id: str, person_id: str) -> int:
-        """Purge a person's record and exemplars (embeddings and crops: biometric data); count removed."""
-        ...
+        return self._facebank.remove_person(show_id, person_id)

@@ -33,19 +33,32 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
+from services.common.thresholds import MIN_FACE_PX
+from services.tracker.appearance import AppearanceTrack, FrameView, appearance_distances
 from services.tracker.association import iou_matrix, linear_assignment
-from services.tracker.interface import BoolArray, TrackAssignment, TrackerFrame, TrackState, updates_spanning
-from services.tracker.kalman import FloatArray, KalmanBoxFilter, cxcyah_to_xyxy, warp_states, xyxy_to_cxcyah
-
-IndexArray = npt.NDArray[np.intp]
+from services.tracker.cascade import (
+    DUPLICATE_IOU,
+    LOST_BUFFER_S,
+    Association,
+    CascadeSettings,
+    CascadeTracker,
+    IndexArray,
+    boxes_of,
+    confirmed_assignments,
+    next_track_lists,
+    predicted_states,
+    run_cascade,
+)
+from services.tracker.interface import TrackAssignment, TrackerFrame, TrackState, updates_spanning
+from services.tracker.kalman import FloatArray, cxcyah_to_xyxy, xyxy_to_cxcyah
 
 
 @dataclass(frozen=True)
-class StrongSortSettings:
-    """Thresholds of one tracker. Scores are detector confidences in [0, 1]; IoU distances are 1 - IoU;
-    appearance distances are cosine distances 1 - cos between unit ArcFace vectors (0 same, 2 opposite).
+class StrongSortSettings(CascadeSettings):
+    """Thresholds of one tracker: ByteTrack's cascade's (CascadeSettings, first in this order), then
+    these. Scores are detector confidences in [0, 1]; IoU distances are 1 - IoU; appearance distances
+    are cosine distances 1 - cos between unit ArcFace vectors (0 same, 2 opposite).
 
     Appearance thresholds are set from ArcFace statistics on real faces (docs/thresholds.md): one
     person's faces in consecutive frames have cosine similarity 0.6-0.98 (0.47 at worst, partly
@@ -53,16 +66,10 @@ class StrongSortSettings:
     most 0.4 on real TV (0.24 on the sample episode).
     """
 
-    # ByteTrack's cascade, with ByteTrack's published values (see ByteTrackSettings for why).
-    high_score: float = 0.5
-    low_score: float = 0.1
-    new_track_score: float = 0.6
-    match_iou_distance: float = 0.8
-    second_match_iou_distance: float = 0.5
-    unconfirmed_match_iou_distance: float = 0.7
-    duplicate_iou: float = 0.85
-    # Seconds a lost track still takes part in motion (IoU) matching: ByteTrack's 1 s.
-    lost_buffer_s: float = 1.0
+    # A tracked and a lost track overlapping above this are one face followed twice (see DUPLICATE_IOU).
+    duplicate_iou: float = DUPLICATE_IOU
+    # Seconds a lost track still takes part in motion (IoU) matching: ByteTrack's (see LOST_BUFFER_S).
+    lost_buffer_s: float = LOST_BUFFER_S
     # Seconds a lost track with a known appearance may be re-linked by appearance alone. 3 s covers
     # a face hidden by someone walking past or a hand, or a person stepping out of frame and back,
     # while a different person entering much later is left to identity clustering.
@@ -102,9 +109,9 @@ class StrongSortSettings:
     # this many embedder calls (~80 ms each on CPU). Ambiguous faces come first, then re-link
     # candidates, then refreshes.
     max_embeddings_per_frame: int = 6
-    # Pixels: faces whose shorter side is smaller are never embedded (ArcFace features of tiny
-    # faces do not identify anyone; same as the detector's minimum face).
-    min_appearance_side: float = 20.0
+    # Pixels: faces whose shorter side is smaller are never embedded: the detector's minimum face
+    # (MIN_FACE_PX), below which ArcFace features do not identify anyone.
+    min_appearance_side: float = MIN_FACE_PX
     # NSA Kalman: measurement variance x clip((1 - score) / (1 - high_score), nsa_min_scale, 1).
     # Face detectors score real faces 0.99+, so without the floor a box would be trusted blindly
     # and the velocity would follow every jitter; 0.25 (half the std) is the most trust given.
@@ -161,58 +168,20 @@ class StrongSortSettings:
 DEFAULT_STRONGSORT_SETTINGS = StrongSortSettings()
 
 
-@dataclass
-class _Track:
-    track_id: int
-    mean: FloatArray
-    covariance: FloatArray
-    score: float
-    confirmed: bool
-    state: TrackState
-    first_update: int
-    last_matched_update: int
-    feature: FloatArray | None = None  # unit vector, the average appearance
-    feature_update: int = -(10**9)  # update counter of the last embedding taken into `feature`
-
-    def box_xyxy(self) -> FloatArray:
-        return cxcyah_to_xyxy(self.mean[:4])
-
-
-@dataclass(frozen=True)
-class _Detections:
-    """The validated per-frame arrays association works on."""
-
-    boxes: FloatArray
-    confidences: FloatArray  # candidates capped at high_score: they never start tracks
-    usable: BoolArray
-    embeddings: FloatArray  # (N, D) unit vectors, NaN rows where unknown
-    has_embedding: BoolArray
-    touching: BoolArray  # overlaps another usable detection by more than ambiguity_iou
-
-
-class StrongSortTracker:
+class StrongSortTracker(CascadeTracker[AppearanceTrack]):
     """Assigns stable ids using motion and, where it matters, appearance. One stream per instance."""
 
     def __init__(self, settings: StrongSortSettings = DEFAULT_STRONGSORT_SETTINGS) -> None:
+        super().__init__()
         self._settings = settings
-        self._kalman = KalmanBoxFilter()
         self._lost_buffer = settings.updates(settings.lost_buffer_s)
         self._relink_window = settings.updates(settings.relink_window_s)
+        self._relink_keep = max(self._lost_buffer, self._relink_window)  # how long a known face is kept lost
         self._refresh_period = max(1, settings.updates(settings.feature_refresh_s))
-        self._last_track_id = 0
-        self._tracked: list[_Track] = []
-        self._lost: list[_Track] = []
-        self._update_count = 0
 
     @property
     def settings(self) -> StrongSortSettings:
         return self._settings
-
-    def reset(self) -> None:
-        """Forget all tracks (a shot cut). Ids keep increasing so old ids are never reused."""
-        self._tracked = []
-        self._lost = []
-        self._update_count = 0
 
     # -- which faces to embed ------------------------------------------------------------------
 
@@ -222,7 +191,7 @@ class StrongSortTracker:
         if not tracks or len(frame) == 0 or s.max_embeddings_per_frame == 0:
             return []
         detections = self._detections(frame)
-        means, _ = self._advanced_states(tracks, frame)
+        means, _ = predicted_states(self._kalman, tracks, self._camera_motion(frame))
         overlap = iou_matrix(cxcyah_to_xyxy(means[:, :4]), detections.boxes)
         overlap[:, ~detections.usable] = 0.0
         now = self._update_count + 1
@@ -282,36 +251,23 @@ class StrongSortTracker:
         self._update_count += 1
         now = self._update_count
         confidences = detections.confidences
-        high = np.flatnonzero(detections.usable & (confidences > s.high_score))
-        low = np.flatnonzero(detections.usable & (confidences > s.low_score) & (confidences <= s.high_score))
 
-        tracks = self._tracked + self._lost
-        means, covariances = self._advanced_states(tracks, frame)
-        for row, track in enumerate(tracks):
-            track.mean, track.covariance = means[row], covariances[row]
+        self._predict(self._camera_motion(frame))
 
-        confirmed = [t for t in self._tracked if t.confirmed]
-        unconfirmed = [t for t in self._tracked if not t.confirmed]
+        # 1-3. ByteTrack's cascade (services/tracker/cascade.py) with overlap and appearance costs.
+        def associate(
+            tracks: list[AppearanceTrack], candidates: IndexArray, max_iou: float, weak: bool
+        ) -> Association[AppearanceTrack]:
+            return self._associate(tracks, detections, candidates, max_iou)
+
         recently_lost = [t for t in self._lost if self._in_motion(t, now)]
-
-        # 1. Confident detections vs confirmed and recently lost tracks: overlap and appearance.
-        first = self._associate(confirmed + recently_lost, detections, high, s.match_iou_distance)
-        matches = list(first.matches)
-        # 2. Weak detections continue tracks that were followed until now (never lost ones).
-        still_tracked = [t for t in first.unmatched_tracks if t.state is TrackState.TRACKED]
-        second = self._associate(still_tracked, detections, low, s.second_match_iou_distance)
-        matches.extend(second.matches)
-        for track in second.unmatched_tracks:
-            track.state = TrackState.LOST
-        # 3. One-hit tracks vs the confident detections left.
-        third = self._associate(unconfirmed, detections, first.unmatched_detections, s.unconfirmed_match_iou_distance)
-        for track in third.unmatched_tracks:
-            track.state = TrackState.REMOVED
+        cascade = run_cascade(s, self._tracked, recently_lost, confidences, detections.usable, associate)
+        matches = list(cascade.matches)
         # A one-hit track about to be confirmed may be a lost face back (its first view, half
         # hidden, was too unlike it to re-link): the lost track takes the detection and the young
         # one, never reported, goes.
         taken_tracks = {id(t) for t, _ in matches}
-        young = {d: t for t, d in third.matches}
+        young = {d: t for t, d in cascade.young.matches}
         with_vector = np.array([d for d in young if detections.has_embedding[d]], np.intp)
         for lost, d in self._relink(detections, with_vector, exclude=taken_tracks):
             lost.mean, lost.covariance = young[d].mean, young[d].covariance
@@ -322,7 +278,7 @@ class StrongSortTracker:
             self._apply_match(track, detections, d)
 
         # 4. Re-link lost tracks by appearance alone (anywhere in the frame, within the window).
-        left = third.unmatched_detections
+        left = cascade.young.unmatched_detections
         relinked = self._relink(detections, left[detections.has_embedding[left]])
         for track, d in relinked:
             track.mean, track.covariance = self._kalman.initiate(xyxy_to_cxcyah(detections.boxes[d]))
@@ -331,7 +287,7 @@ class StrongSortTracker:
         taken = {d for _, d in relinked}
 
         # 5. Confident detections nobody took start tracks (confirmed at once only on a sequence's first frame).
-        new_tracks: list[_Track] = []
+        new_tracks: list[AppearanceTrack] = []
         for d in left:
             if int(d) in taken or confidences[d] < s.new_track_score:
                 continue
@@ -339,58 +295,38 @@ class StrongSortTracker:
             new_tracks.append(track)
             matches.append((track, int(d)))
 
-        self._rebuild(new_tracks)
-        assignments = [
-            TrackAssignment(t.track_id, d, detections.boxes[d].copy(), float(frame.scores[d]))
-            for t, d in matches
-            if t.confirmed and t.state is TrackState.TRACKED
-        ]
-        return sorted(assignments, key=lambda a: a.detection_index)
+        self._tracked, self._lost = next_track_lists(
+            self._tracked + self._lost,
+            new_tracks,
+            lambda t: (
+                now - t.last_matched_update <= (self._relink_keep if t.feature is not None else self._lost_buffer)
+            ),
+            s.duplicate_iou,
+            comparable=lambda t: self._in_motion(t, now),
+            # two people in one place (one hidden behind the other), not one face twice
+            distinct=lambda old, new: old.looks_unlike(new, s.appearance_veto_distance),
+        )
+        return confirmed_assignments(matches, detections.boxes, frame.scores)
 
     # -- pieces --------------------------------------------------------------------------------
 
-    def _detections(self, frame: TrackerFrame) -> _Detections:
-        s = self._settings
-        boxes = frame.boxes
-        widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-        usable = (widths > 0) & (heights > 0)
-        confidences = np.where(frame.candidate, np.minimum(frame.scores, s.high_score), frame.scores)
-        has_embedding = frame.has_embedding()
-        embeddings = frame.embeddings
-        if has_embedding.any():
-            norms = np.linalg.norm(np.where(has_embedding[:, np.newaxis], embeddings, 1.0), axis=1, keepdims=True)
-            embeddings = embeddings / np.maximum(norms, 1e-12)
-            has_embedding &= norms[:, 0] > 1e-12
-        pairwise = iou_matrix(boxes, boxes) if len(boxes) else np.zeros((0, 0))
-        np.fill_diagonal(pairwise, 0.0)
-        pairwise[:, ~usable] = 0.0
-        touching = usable & (pairwise > s.ambiguity_iou).any(axis=1)
-        return _Detections(boxes, confidences, usable, embeddings, has_embedding, touching)
+    def _detections(self, frame: TrackerFrame) -> FrameView:
+        return FrameView.of(frame, self._settings.high_score, self._settings.ambiguity_iou)
 
-    def _in_motion(self, track: _Track, now: int) -> bool:
+    def _in_motion(self, track: AppearanceTrack, now: int) -> bool:
         """Whether a track takes part in overlap matching at update `now`."""
         return track.state is TrackState.TRACKED or now - track.last_matched_update <= self._lost_buffer
 
-    def _advanced_states(self, tracks: list[_Track], frame: TrackerFrame) -> tuple[FloatArray, FloatArray]:
-        """States of `tracks` moved by the camera and predicted one step (nothing is committed)."""
-        if not tracks:
-            return np.zeros((0, 8)), np.zeros((0, 8, 8))
-        means = np.stack([t.mean for t in tracks])
-        covariances = np.stack([t.covariance for t in tracks])
-        if self._settings.use_camera_motion and frame.camera_motion is not None:
-            means, covariances = warp_states(means, covariances, frame.camera_motion)
-        lost = np.array([t.state is TrackState.LOST for t in tracks])
-        means[lost, 7] = 0.0  # an unseen face should not keep growing or shrinking
-        return self._kalman.multi_predict(means, covariances)
+    def _camera_motion(self, frame: TrackerFrame) -> FloatArray | None:
+        return frame.camera_motion if self._settings.use_camera_motion else None
 
     def _associate(
-        self, tracks: list[_Track], detections: _Detections, candidates: IndexArray, max_iou_distance: float
-    ) -> _Association:
+        self, tracks: list[AppearanceTrack], detections: FrameView, candidates: IndexArray, max_iou_distance: float
+    ) -> Association[AppearanceTrack]:
         s = self._settings
-        boxes = np.array([t.box_xyxy() for t in tracks], dtype=np.float64).reshape(-1, 4)
-        iou_distance = 1.0 - iou_matrix(boxes, detections.boxes[candidates])
+        iou_distance = 1.0 - iou_matrix(boxes_of(tracks), detections.boxes[candidates])
         cost = iou_distance.copy()
-        appearance = self._appearance_distance(tracks, detections, candidates)
+        appearance = appearance_distances(tracks, detections, candidates)
         known = np.isfinite(appearance)
         cost[known] = (1.0 - s.appearance_weight) * iou_distance[known] + s.appearance_weight * appearance[known]
         # The veto needs a clean view and a reason to doubt. A face emerging from behind another
@@ -406,29 +342,11 @@ class StrongSortTracker:
         doubt = lost[:, np.newaxis] | rivalled
         cost[known & (appearance > s.appearance_veto_distance) & clean[np.newaxis, :] & doubt] = np.inf
         cost[iou_distance > max_iou_distance] = np.inf  # the motion gate holds whatever the appearance
-        pairs, unmatched_rows, unmatched_cols = linear_assignment(cost, max_iou_distance)
-        return _Association(
-            matches=[(tracks[r], int(candidates[c])) for r, c in pairs],
-            unmatched_tracks=[tracks[r] for r in unmatched_rows],
-            unmatched_detections=candidates[unmatched_cols],
-        )
-
-    def _appearance_distance(self, tracks: list[_Track], detections: _Detections, candidates: IndexArray) -> FloatArray:
-        """(tracks, candidates) cosine distances; NaN where the track or the detection has no vector."""
-        distance = np.full((len(tracks), len(candidates)), np.nan)
-        with_vector = detections.has_embedding[candidates]
-        rows = [r for r, t in enumerate(tracks) if t.feature is not None]
-        if not rows or not with_vector.any():
-            return distance
-        features = np.stack([tracks[r].feature for r in rows])  # type: ignore[misc]
-        columns = np.flatnonzero(with_vector)
-        vectors = detections.embeddings[candidates[columns]]
-        distance[np.ix_(np.asarray(rows, np.intp), columns)] = 1.0 - features @ vectors.T
-        return distance
+        return Association.solve(tracks, candidates, cost, max_iou_distance)
 
     def _relink(
-        self, detections: _Detections, candidates: IndexArray, exclude: set[int] | None = None
-    ) -> list[tuple[_Track, int]]:
+        self, detections: FrameView, candidates: IndexArray, exclude: set[int] | None = None
+    ) -> list[tuple[AppearanceTrack, int]]:
         """Lost tracks (not in `exclude`, by id()) re-attached to candidates by appearance alone."""
         s = self._settings
         now = self._update_count
@@ -442,91 +360,25 @@ class StrongSortTracker:
         ]
         if not lost or len(candidates) == 0:
             return []
-        cost = self._appearance_distance(lost, detections, candidates)
+        cost = appearance_distances(lost, detections, candidates)
         pairs, _, _ = linear_assignment(np.nan_to_num(cost, nan=np.inf), s.relink_distance)
         return [(lost[r], int(candidates[c])) for r, c in pairs]
 
-    def _apply_match(self, track: _Track, detections: _Detections, d: int, measured: bool = True) -> None:
+    def _apply_match(self, track: AppearanceTrack, detections: FrameView, d: int, measured: bool = True) -> None:
         s = self._settings
         score = float(detections.confidences[d])
         if measured:
             scale = 1.0
             if s.use_nsa:
                 scale = float(np.clip((1.0 - score) / max(1.0 - s.high_score, 1e-6), s.nsa_min_scale, 1.0))
-            track.mean, track.covariance = self._kalman.update(
-                track.mean, track.covariance, xyxy_to_cxcyah(detections.boxes[d]), scale
-            )
-        if detections.has_embedding[d] and not detections.touching[d]:
-            self._observe_appearance(track, detections.embeddings[d])
-        track.score = score
-        track.last_matched_update = self._update_count
-        track.state = TrackState.TRACKED
-        track.confirmed = True
+            track.correct(self._kalman, detections.boxes[d], scale)
+        if (vector := detections.clean_embedding(d)) is not None:
+            track.observe(vector, self._settings.feature_momentum, self._update_count)
+        track.matched(score, self._update_count)
 
-    def _observe_appearance(self, track: _Track, vector: FloatArray) -> None:
-        momentum = self._settings.feature_momentum
-        feature = vector if track.feature is None else momentum * track.feature + (1.0 - momentum) * vector
-        norm = float(np.linalg.norm(feature))
-        if norm > 1e-12:
-            track.feature = feature / norm
-            track.feature_update = self._update_count
-
-    def _start_track(self, detections: _Detections, d: int, confirmed: bool) -> _Track:
-        self._last_track_id += 1
-        mean, covariance = self._kalman.initiate(xyxy_to_cxcyah(detections.boxes[d]))
-        track = _Track(
-            track_id=self._last_track_id,
-            mean=mean,
-            covariance=covariance,
-            score=float(detections.confidences[d]),
-            confirmed=confirmed,
-            state=TrackState.TRACKED,
-            first_update=self._update_count,
-            last_matched_update=self._update_count,
-        )
-        if detections.has_embedding[d] and not detections.touching[d]:
-            self._observe_appearance(track, detections.embeddings[d])
+    def _start_track(self, detections: FrameView, d: int, confirmed: bool) -> AppearanceTrack:
+        score, now = float(detections.confidences[d]), self._update_count
+        track = AppearanceTrack.started(self._new_track_id(), self._kalman, detections.boxes[d], score, confirmed, now)
+        if (vector := detections.clean_embedding(d)) is not None:
+            track.observe(vector, self._settings.feature_momentum, self._update_count)
         return track
-
-    def _rebuild(self, new_tracks: list[_Track]) -> None:
-        now = self._update_count
-        previous = self._tracked + self._lost
-        tracked = [t for t in previous if t.state is TrackState.TRACKED] + new_tracks
-        lost = [
-            t
-            for t in previous
-            if t.state is TrackState.LOST
-            and now - t.last_matched_update
-            <= (max(self._lost_buffer, self._relink_window) if t.feature is not None else self._lost_buffer)
-        ]
-        self._tracked, self._lost = self._without_duplicates(tracked, lost)
-
-    def _without_duplicates(self, tracked: list[_Track], lost: list[_Track]) -> tuple[list[_Track], list[_Track]]:
-        """A lost track sitting on a tracked one (IoU above duplicate_iou) is the same face followed
-        twice: the shorter-followed one goes (ties keep the tracked one)."""
-        recent = [t for t in lost if self._in_motion(t, self._update_count)]
-        if not tracked or not recent:
-            return tracked, lost
-        overlap = iou_matrix(np.stack([t.box_xyxy() for t in tracked]), np.stack([t.box_xyxy() for t in recent]))
-        dropped: set[int] = set()
-        for row, col in zip(*np.nonzero(overlap > self._settings.duplicate_iou), strict=True):
-            old, new = recent[col], tracked[row]
-            if (
-                old.feature is not None
-                and new.feature is not None
-                and 1.0 - float(old.feature @ new.feature) > self._settings.appearance_veto_distance
-            ):
-                continue  # two people in one place (one hidden behind the other), not one face twice
-            if old.last_matched_update - old.first_update > new.last_matched_update - new.first_update:
-                new.state = TrackState.REMOVED
-                dropped.add(id(new))
-            else:
-                dropped.add(id(old))
-        return [t for t in tracked if id(t) not in dropped], [t for t in lost if id(t) not in dropped]
-
-
-@dataclass(frozen=True)
-class _Association:
-    matches: list[tuple[_Track, int]]
-    unmatched_tracks: list[_Track]
-    unmatched_detections: IndexArray

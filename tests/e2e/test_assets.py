@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.common import assets
+from services.common.config import REPO_ROOT
 from services.common.errors import FailedPrecondition, Unavailable
 from services.common.model_manifest import ModelManifest, sha256_file
+from tools import assets
 
 
 class ForbiddenDownloader:
@@ -208,7 +209,7 @@ def test_cli_prints_the_error_and_exits_non_zero(
 
 
 def test_default_cache_dir_prefers_the_environment(tmp_path: Path) -> None:
-    assert assets.default_cache_dir({"FACEFLOW_CACHE": str(tmp_path)}) == tmp_path
+    assert assets.default_cache_dir({"FACEFLOW_CACHE_DIR": str(tmp_path)}) == tmp_path
     default = assets.default_cache_dir({})
-    assert default == assets.repo_root() / ".cache" / "faceflow"
-    assert (assets.repo_root() / "pyproject.toml").is_file()
+    assert default == REPO_ROOT / ".cache" / "faceflow"
+    assert (REPO_ROOT / "pyproject.toml").is_file()

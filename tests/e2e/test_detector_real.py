@@ -6,9 +6,7 @@ of them a cartoon whose bunny face RetinaFace scores up to 0.99) must yield no d
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -16,12 +14,14 @@ import pytest
 
 from services.common.alignment import align_faces
 from services.common.backends import OnnxBackend
+from services.common.config import Settings
 from services.common.detections import Detections
-from services.detector.retinaface import RetinaFaceDetector, RetinaFaceSettings, prior_boxes
+from services.common.model_manifest import ModelManifest
+from services.detector.retinaface import MODEL_NAME, RetinaFaceDetector, RetinaFaceSettings, prior_boxes
 
 pytestmark = pytest.mark.e2e
 
-CACHE = Path(os.environ.get("FACEFLOW_CACHE") or Path(__file__).resolve().parents[2] / ".cache" / "faceflow")
+CACHE = Settings.from_env().cache_dir
 MODELS = CACHE / "models"
 MEDIA = CACHE / "media"
 DETECTOR_MODEL = MODELS / "retinaface_mnet025.onnx"
@@ -46,7 +46,8 @@ SAME_PERSON_MIN_COSINE = 0.4  # ArcFace: same identity, different photos, is com
 def detector() -> RetinaFaceDetector:
     if not DETECTOR_MODEL.is_file():
         pytest.fail(f"{DETECTOR_MODEL} missing; run `make models`")
-    return RetinaFaceDetector(OnnxBackend(DETECTOR_MODEL, name="retinaface", threads=2), RetinaFaceSettings())
+    spec = ModelManifest.load(DETECTOR_MODEL.parent / "manifest.json").get(MODEL_NAME)
+    return RetinaFaceDetector(OnnxBackend(DETECTOR_MODEL, name="retinaface", threads=2), RetinaFaceSettings(), spec)
 
 
 def _image(name: str) -> np.ndarray:
@@ -76,7 +77,7 @@ def _sampled_frames(name: str, count: int) -> Iterator[np.ndarray]:
 def test_model_output_matches_prior_layout(detector: RetinaFaceDetector) -> None:
     backend = OnnxBackend(DETECTOR_MODEL, name="retinaface", threads=1)
     loc, conf, landmarks = backend.infer(np.zeros((1, 3, 75, 101), np.float32))
-    assert loc.shape == (1, prior_boxes(75, 101).shape[0], 4)
+    assert loc.shape == (1, prior_boxes(75, 101, detector.layout).shape[0], 4)
     assert conf.shape[2] == 2 and landmarks.shape[2] == 10
 
 

@@ -7,18 +7,16 @@ the detector also flags: harmless, the tracker only starts over).
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
 
+from services.common.config import Settings
 from services.detector.shots import ShotCutDetector, ShotCutSettings
 
 pytestmark = pytest.mark.e2e
 
-MEDIA = Path(os.environ.get("FACEFLOW_CACHE") or Path(__file__).resolve().parents[2] / ".cache" / "faceflow") / "media"
+MEDIA = Settings.from_env().cache_dir / "media"
 REAL_CUTS = {"face_noface.mov": {72, 73}, "noface_face.mov": {96, 168}}
 # Inside these clips' shots consecutive frames correlate at >= 0.98; the threshold must leave room.
 IN_SHOT_FLOOR = 0.95

@@ -13,10 +13,10 @@ from typing import Any
 import boto3
 import pytest
 
+from services.cli.seaweed import SeaweedServer
 from services.storage.file_server import FileServer, UrlSigner
 from services.storage.local import LocalStorage
 from services.storage.s3 import S3Settings, S3Storage
-from services.storage.seaweed import SeaweedServer
 
 BUCKET = "faceflow-tests"
 MIB = 1024 * 1024

@@ -164,8 +164,8 @@ def test_put_and_get_artifacts_small_and_multipart(backend_factory: BackendFacto
 
     parts: list[str] = []
     if isinstance(backend, S3Storage):  # count the requests that really went out
-        backend._s3.meta.events.register("before-call.s3.UploadPart", lambda **kw: parts.append("part"))
-        backend._s3.meta.events.register("before-call.s3.PutObject", lambda **kw: parts.append("put"))
+        backend._s3.client.meta.events.register("before-call.s3.UploadPart", lambda **kw: parts.append("part"))
+        backend._s3.client.meta.events.register("before-call.s3.PutObject", lambda **kw: parts.append("put"))
     large = os.urandom(11 * MIB + 123)
     artifact = put(backend, "ep-1", "run-1", "faces.npy", large)
     assert artifact.size_bytes == len(large) and artifact.sha256 == hashlib.sha256(large).hexdigest()
@@ -229,10 +229,7 @@ def test_artifact_url_fetches_the_bytes_and_rejects_tampering(backend_factory: B
     backend.create_episode(episode, str(make_video(tmp_path, "a.mp4", b"a")), VIDEO, "", False)
     body = b"screentime" * 50
     put(backend, episode, "run-1", "screentime.json", body)
-    try:
-        url = backend.artifact_url(episode, "run-1", "screentime.json", 120)
-    except (NotImplementedError, AttributeError) as exc:
-        pytest.skip(f"{type(backend).__name__}.artifact_url is not available yet: {exc}")
+    url = backend.artifact_url(episode, "run-1", "screentime.json", 120)
     assert url.startswith("http://127.0.0.1:")
     assert read_uri(url) == body
     with pytest.raises(urllib.error.HTTPError) as rejected:
@@ -328,7 +325,7 @@ def test_delete_episode_local_caches_always_s3_objects_only_when_asked(
             backend.delete_episode(episode, True)
         return
 
-    prefix = backend._episode_key(episode) + "/"
+    prefix = backend._keys.episode(episode) + "/"
     objects = count_objects(s3_client, prefix)
     assert objects == 5  # record, video, three artifacts
     cached = backend.cached_artifact(episode, "", "detections.jsonl")

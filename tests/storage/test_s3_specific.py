@@ -16,9 +16,9 @@ import botocore.exceptions
 import pytest
 from faceflow.v1 import common_pb2, storage_pb2
 
+from services.cli.seaweed import SeaweedServer
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from services.storage.s3 import S3Settings, S3Storage
-from services.storage.seaweed import SeaweedServer
 from tests.storage.conftest import BUCKET, count_objects
 
 VIDEO = common_pb2.VideoInfo(fps=25.0, frame_count=10)
@@ -33,6 +33,7 @@ def test_settings_from_env_reads_faceflow_s3_variables() -> None:
             "FACEFLOW_S3_ENDPOINT_URL": "http://127.0.0.1:9000",
             "FACEFLOW_S3_REGION": "eu-west-1",
             "FACEFLOW_S3_PATH_STYLE": "false",
+            "FACEFLOW_S3_MAX_ATTEMPTS": "5",
             "FACEFLOW_DATA_ROOT": "/srv/faceflow",
         }
     )
@@ -41,7 +42,7 @@ def test_settings_from_env_reads_faceflow_s3_variables() -> None:
         "faceflow-staging",
         "http://127.0.0.1:9000",
     )
-    assert settings.region == "eu-west-1" and settings.path_style is False
+    assert settings.region == "eu-west-1" and settings.path_style is False and settings.max_attempts == 5
     assert settings.local_cache_dir == Path("/srv/faceflow")
     assert settings.multipart_threshold_bytes == 64 * 1024 * 1024
     with pytest.raises(InvalidArgument, match="FACEFLOW_S3_BUCKET"):
@@ -103,10 +104,10 @@ def test_requests_with_a_wrong_secret_or_no_signature_are_refused(
         impostor.put_artifact("ep-1", "run-1", "a.json", iter([b"x"]))
     client = wrong.client("s3", endpoint_url=seaweed.endpoint_url, region_name="us-east-1")
     with pytest.raises(botocore.exceptions.ClientError) as refused:
-        client.get_object(Bucket=BUCKET, Key=storage._episode_key("ep-1", "episode.json"))
+        client.get_object(Bucket=BUCKET, Key=storage._keys.episode("ep-1", "episode.json"))
     assert refused.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
     with pytest.raises(urllib.error.HTTPError) as anonymous:
-        urllib.request.urlopen(f"{seaweed.endpoint_url}/{BUCKET}/{storage._episode_key('ep-1', 'episode.json')}")
+        urllib.request.urlopen(f"{seaweed.endpoint_url}/{BUCKET}/{storage._keys.episode('ep-1', 'episode.json')}")
     assert anonymous.value.code == 403
     assert storage.get_episode("ep-1").ep_id == "ep-1"  # the right key still works
 
@@ -166,7 +167,7 @@ def test_publish_racing_delete_never_leaves_a_dangling_record(
         assert not errors, errors[0]
         with pytest.raises(NotFound):
             storage.get_episode(ep_id)
-        assert count_objects(s3_client, storage._episode_key(ep_id) + "/") == 0
+        assert count_objects(s3_client, storage._keys.episode(ep_id) + "/") == 0
     assert storage.list_episodes() == []
 
 

@@ -121,8 +121,8 @@ def test_ttl_parsing() -> None:
 
 
 def _sources(root: Path, allow_local: bool = False, env: dict[str, str] | None = None) -> VideoSources:
-    settings = Settings.from_env({}, data_root=str(root), allow_local_sources=allow_local)
-    return VideoSources.from_settings(settings, env or {})
+    settings = Settings.from_env(env or {}, data_root=str(root), allow_local_sources=allow_local)
+    return VideoSources.from_settings(settings)
 
 
 def test_local_files_only_under_the_data_root(tmp_path: Path) -> None:
@@ -163,6 +163,6 @@ def test_urls_only_of_the_configured_bucket(tmp_path: Path) -> None:
             sources.check(url)
     with pytest.raises(PermissionDenied):
         _sources(tmp_path).check("http://127.0.0.1:8333/media/x.mp4")  # no bucket configured: no URL at all
-    aws = object_store_prefixes({"FACEFLOW_S3_BUCKET": "media", "FACEFLOW_S3_REGION": "eu-west-1"})
+    aws = object_store_prefixes(Settings.from_env({"FACEFLOW_S3_BUCKET": "media", "FACEFLOW_S3_REGION": "eu-west-1"}))
     assert any(p.admits("https://media.s3.eu-west-1.amazonaws.com/k.mp4?sig=1") for p in aws)
     assert not any(p.admits("https://evil.s3.eu-west-1.amazonaws.com/k.mp4") for p in aws)

@@ -1,12 +1,21 @@
-"""RetinaFace priors, decoding and NMS against hand-computed values; Detections container rules."""
+"""RetinaFace priors, decoding and NMS against hand-computed values; its layout read from the model
+manifest; Detections container rules."""
 
 from __future__ import annotations
+
+import re
+from typing import Any
 
 import numpy as np
 import pytest
 
 from services.common.detections import Detections
+from services.common.errors import FailedPrecondition
+from services.common.model_manifest import ModelSpec
+from services.common.thresholds import MIN_FACE_PX
 from services.detector.retinaface import (
+    RetinaFaceDetector,
+    RetinaFaceLayout,
     RetinaFaceSettings,
     decode_boxes,
     decode_landmarks,
@@ -14,18 +23,47 @@ from services.detector.retinaface import (
     nms,
     prior_boxes,
 )
+from services.tracker.strongsort import StrongSortSettings
+
+
+def _spec(**changes: Any) -> ModelSpec:
+    """The detector's manifest entry as tools/assets writes it (biubug6 cfg_mnet), with `changes`
+    to its preprocessing and priors (None removes a key)."""
+    preprocessing = {"color_order": "BGR", "mean": [104, 117, 123], "std": [1, 1, 1]}
+    priors = {"steps": [8, 16, 32], "min_sizes": [[16, 32], [64, 128], [256, 512]], "variances": [0.1, 0.2]}
+    for section in (preprocessing, priors):
+        for key, value in changes.items():
+            if key in section:
+                section[key] = value
+        for key in [k for k, v in section.items() if v is None]:
+            del section[key]
+    return ModelSpec.from_dict(
+        {
+            "name": "retinaface_mnet025",
+            "task": "face_detection",
+            "file": "retinaface_mnet025.onnx",
+            "sha256": "0" * 64,
+            "inputs": [{"name": "input", "shape": [-1, 3, -1, -1]}],
+            "outputs": [{"name": "loc", "shape": [-1, -1, 4]}],
+            "preprocessing": preprocessing,
+            "priors": priors,
+        }
+    )
+
+
+LAYOUT = RetinaFaceLayout.from_spec(_spec())
 
 
 def test_prior_count_matches_ceil_feature_maps() -> None:
     # 33x64: step 8 -> 5x8 cells, step 16 -> 3x4, step 32 -> 2x2; two min sizes per cell.
-    priors = prior_boxes(33, 64)
+    priors = prior_boxes(33, 64, LAYOUT)
     assert priors.shape == ((5 * 8 + 3 * 4 + 2 * 2) * 2, 4)
     assert priors.dtype == np.float32
 
 
 def test_prior_ordering_is_row_major_then_min_size_then_level() -> None:
     height, width = 32, 64
-    priors = prior_boxes(height, width)
+    priors = prior_boxes(height, width, LAYOUT)
     # First cell of level 0: both min sizes (16, 32) at the same centre.
     np.testing.assert_allclose(priors[0], [4 / 64, 4 / 32, 16 / 64, 16 / 32], rtol=1e-6)
     np.testing.assert_allclose(priors[1], [4 / 64, 4 / 32, 32 / 64, 32 / 32], rtol=1e-6)
@@ -40,18 +78,18 @@ def test_prior_ordering_is_row_major_then_min_size_then_level() -> None:
 
 
 def test_priors_are_cached_and_read_only() -> None:
-    first = prior_boxes(40, 48)
-    assert prior_boxes(40, 48) is first
+    first = prior_boxes(40, 48, LAYOUT)
+    assert prior_boxes(40, 48, LAYOUT) is first
     with pytest.raises(ValueError):
         first[0, 0] = 1.0
 
 
 def test_decode_zero_regression_gives_the_prior() -> None:
-    priors = prior_boxes(32, 32)
-    boxes = decode_boxes(np.zeros((len(priors), 4), np.float32), priors)
+    priors = prior_boxes(32, 32, LAYOUT)
+    boxes = decode_boxes(np.zeros((len(priors), 4), np.float32), priors, LAYOUT)
     cx, cy, w, h = priors.T
     np.testing.assert_allclose(boxes, np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1), atol=1e-7)
-    points = decode_landmarks(np.zeros((len(priors), 10), np.float32), priors)
+    points = decode_landmarks(np.zeros((len(priors), 10), np.float32), priors, LAYOUT)
     assert points.shape == (len(priors), 5, 2)
     np.testing.assert_allclose(points, np.repeat(priors[:, None, :2], 5, axis=1), atol=1e-7)
 
@@ -60,9 +98,81 @@ def test_decode_applies_variances() -> None:
     prior = np.array([[0.5, 0.5, 0.2, 0.4]], np.float32)
     loc = np.array([[1.0, -1.0, np.log(2) / 0.2, 0.0]], np.float32)
     # centre moves by 0.1 * prior size; width doubles (exp(loc * 0.2) = 2), height unchanged.
-    np.testing.assert_allclose(decode_boxes(loc, prior), [[0.52 - 0.2, 0.46 - 0.2, 0.52 + 0.2, 0.46 + 0.2]], atol=1e-6)
+    np.testing.assert_allclose(
+        decode_boxes(loc, prior, LAYOUT), [[0.52 - 0.2, 0.46 - 0.2, 0.52 + 0.2, 0.46 + 0.2]], atol=1e-6
+    )
     lm = np.tile(np.array([1.0, 2.0], np.float32), 5)[None]
-    np.testing.assert_allclose(decode_landmarks(lm, prior)[0, 3], [0.52, 0.58], atol=1e-6)
+    np.testing.assert_allclose(decode_landmarks(lm, prior, LAYOUT)[0, 3], [0.52, 0.58], atol=1e-6)
+
+
+def test_layout_is_read_from_the_manifest_entry() -> None:
+    assert (
+        RetinaFaceLayout(
+            steps=(8, 16, 32),
+            min_sizes=((16, 32), (64, 128), (256, 512)),
+            center_variance=0.1,
+            size_variance=0.2,
+            mean=(104.0, 117.0, 123.0),
+            std=(1.0, 1.0, 1.0),
+            rgb=False,
+        )
+        == LAYOUT
+    )
+    other = RetinaFaceLayout.from_spec(_spec(steps=[16, 32, 64], variances=[0.2, 0.4], color_order="rgb", std=None))
+    assert other.steps == (16, 32, 64) and (other.center_variance, other.size_variance) == (0.2, 0.4)
+    assert other.rgb and other.std == (1.0, 1.0, 1.0)  # no std: pixels are not scaled
+    assert prior_boxes(32, 64, other).shape[0] < prior_boxes(32, 64, LAYOUT).shape[0]
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"steps": None}, "priors.steps"),
+        ({"min_sizes": None}, "priors.min_sizes"),
+        ({"variances": None}, "priors.variances"),
+        ({"mean": None}, "preprocessing.mean"),
+        ({"color_order": None}, "preprocessing.color_order"),
+        ({"variances": [0.1]}, "priors.variances"),
+        ({"min_sizes": [[16, 32], [64, 128]]}, "priors.min_sizes"),
+        ({"mean": [104, 117]}, "preprocessing.mean"),
+        ({"std": [1, 0, 1]}, "preprocessing.std"),
+        ({"color_order": "YUV"}, "preprocessing.color_order"),
+        ({"steps": "eight"}, "priors.steps"),
+    ],
+)
+def test_missing_or_malformed_manifest_key_is_named(change: dict[str, Any], key: str) -> None:
+    with pytest.raises(FailedPrecondition, match=rf"retinaface_mnet025 has .*\b{re.escape(key)}\b.*make models"):
+        RetinaFaceLayout.from_spec(_spec(**change))
+
+
+class _RecordingBackend:
+    name = "recording"
+    device = "cpu"
+
+    def __init__(self) -> None:
+        self.batches: list[np.ndarray] = []
+
+    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
+        self.batches.append(batch)
+        priors = len(prior_boxes(batch.shape[2], batch.shape[3], LAYOUT))
+        return [np.zeros((len(batch), priors, 4), np.float32), np.zeros((len(batch), priors, 2), np.float32)] + [
+            np.zeros((len(batch), priors, 10), np.float32)
+        ]
+
+
+def test_input_is_normalised_as_the_manifest_says() -> None:
+    frame = np.zeros((32, 32, 3), np.uint8)
+    frame[..., 0], frame[..., 1], frame[..., 2] = 10, 20, 30  # B, G, R
+    backend = _RecordingBackend()
+    assert len(RetinaFaceDetector(backend, RetinaFaceSettings(), _spec()).detect(frame)) == 0
+    np.testing.assert_array_equal(backend.batches[-1][0, :, 0, 0], [10 - 104, 20 - 117, 30 - 123])
+    rgb = _spec(color_order="RGB", mean=[1, 2, 3], std=[2, 4, 8])
+    RetinaFaceDetector(backend, RetinaFaceSettings(), rgb).with_settings(RetinaFaceSettings(max_side=64)).detect(frame)
+    np.testing.assert_array_equal(backend.batches[-1][0, :, 0, 0], [(30 - 1) / 2, (20 - 2) / 4, (10 - 3) / 8])
+
+
+def test_detector_and_tracker_share_the_minimum_face() -> None:
+    assert RetinaFaceSettings().min_face_px == StrongSortSettings().min_appearance_side == MIN_FACE_PX
 
 
 def test_nms_keeps_best_of_overlapping_and_separate_boxes() -> None:

@@ -12,7 +12,7 @@ from faceflow.v1 import storage_pb2
 
 from services.common.config import Settings
 from services.common.errors import InvalidArgument, ResourceExhausted
-from services.storage import local as local_module
+from services.storage import local_staging as local_module
 from services.storage.backend import UploadLimits
 from services.storage.local import LocalStorage
 from services.storage.s3 import S3Settings, S3Storage

@@ -1,0 +1,102 @@
+"""`faceflow run`: create (or reuse) an episode, run it through the pipeline, print its screen time."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from faceflow.v1 import orchestrator_pb2, storage_pb2
+from tqdm import tqdm
+
+from services.cli import jobs, render
+from services.cli.session import EXIT_FAILURE, Session, session
+from services.common import errors
+from services.common.grpc_errors import translate_rpc_errors
+
+UPLOAD_CHUNK = 1024 * 1024
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    options = orchestrator_pb2.RunOptions(
+        stride=args.stride,
+        tracker=args.tracker,
+        skip_track_refine=args.no_track_refine,
+        detector=args.detector,
+        show_id=args.show,
+        det_score_threshold=args.det_threshold,
+    )
+    with session(args) as s:
+        if args.video:
+            create_episode(s, args.video, args.episode, args.show, args.replace_video)
+        request = orchestrator_pb2.SubmitJobRequest(
+            ep_id=args.episode, options=options, idempotency_key=args.idempotency_key or uuid.uuid4().hex
+        )
+        stream: Iterable[orchestrator_pb2.Progress] = s.orchestrator.RunEpisode(request)
+        if s.data_root is None:  # a running stack: submit again (same key) and follow the job across restarts
+            resubmit = functools.partial(s.orchestrator.RunEpisode, request)
+            stream = jobs.follow_job(stream, jobs.watcher(s.orchestrator), resubmit=resubmit)
+        final = render.follow_progress(stream)
+    if final.state != orchestrator_pb2.JOB_STATE_SUCCEEDED:
+        render.status(
+            f"error: run {orchestrator_pb2.JobState.Name(final.state).removeprefix('JOB_STATE_').lower()}: "
+            f"{final.message}"
+        )
+        return EXIT_FAILURE
+    render.screen_time_table(final.summary)
+    return 0
+
+
+def create_episode(s: Session, video: str, ep_id: str, show: str, replace: bool) -> storage_pb2.Episode:
+    """The trusted local CLI lets the stack read the file where it is; any other caller streams it
+    (UploadEpisode), since services never open a path a remote client chose."""
+    path = Path(video)
+    if not path.is_file():
+        raise errors.NotFound(f"video file {video} does not exist")
+    with translate_rpc_errors("orchestrator"):
+        if s.trusted_local:
+            return s.orchestrator.CreateEpisode(
+                storage_pb2.CreateEpisodeRequest(
+                    ep_id=ep_id, source_path=str(path.resolve()), show_id=show, replace_video=replace
+                )
+            )
+
+        def messages() -> Iterator[orchestrator_pb2.UploadEpisodeRequest]:
+            header = orchestrator_pb2.UploadEpisodeRequest.Header(
+                ep_id=ep_id, filename=path.name, show_id=show, replace_video=replace
+            )
+            yield orchestrator_pb2.UploadEpisodeRequest(header=header)
+            with (
+                path.open("rb") as stream,
+                tqdm(
+                    total=path.stat().st_size, unit="B", unit_scale=True, desc="upload", file=sys.stderr, disable=None
+                ) as bar,
+            ):
+                while chunk := stream.read(UPLOAD_CHUNK):
+                    bar.update(len(chunk))
+                    yield orchestrator_pb2.UploadEpisodeRequest(chunk=chunk)
+
+        return s.orchestrator.UploadEpisode(messages())
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = sub.add_parser("run", help="run an episode and print its screen time")
+    run.add_argument("video", nargs="?", help="video file (omit to rerun an existing episode)")
+    run.add_argument("--episode", required=True, help="episode id")
+    run.add_argument("--stride", type=int, default=0, help="process every Nth frame (default: ~5 per second)")
+    run.add_argument("--tracker", default="bytetrack", help="bytetrack (default) or strongsort (appearance-aware)")
+    run.add_argument(
+        "--no-track-refine",
+        action="store_true",
+        help="keep the tracker's tracks as they are (no split/merge post-processing): to measure a tracker alone",
+    )
+    run.add_argument("--detector", default="retinaface", help="detector (retinaface)")
+    run.add_argument("--det-threshold", type=float, default=0.0, help="detector score threshold (default: service's)")
+    run.add_argument("--show", default="default", help="show whose facebank names identities")
+    run.add_argument("--replace-video", action="store_true", help="replace the video of an existing episode")
+    run.add_argument("--idempotency-key", default="", help="retry-safe key: a resubmit joins the same job")
+    run.add_argument("--orchestrator", help="orchestrator address (FACEFLOW_ORCHESTRATOR_ADDR)")
+    run.set_defaults(func=cmd_run)

@@ -1,0 +1,112 @@
+"""Where the S3 backend keeps each object (the key layout), and its JSON records (episode.json, people)
+with the one compare-and-swap loop that changes them.
+
+Key layout (also in docs/storage.md, the one place a reader should need):
+
+    {prefix}/episodes/{ep_id}/episode.json              the record (video probe, sha256, current run)
+    {prefix}/episodes/{ep_id}/video{ext}                the stored video
+    {prefix}/episodes/{ep_id}/runs/{run_id}/{artifact}  every run's artifacts, kept
+    {prefix}/episodes/{ep_id}/review/{seq:06d}.json     the review log, one immutable object per record
+    {prefix}/facebank/{show_id}/{person_id}.json        a person and their exemplars
+    {prefix}/staging/{upload_id}/video{ext}, upload.json a received video before CreateEpisode adopts it
+
+Every write of a record is a conditional PUT (If-None-Match: * to create, If-Match: <etag> to update),
+so concurrent writers cannot lose each other's updates and a publish can never resurrect a deleted
+episode.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from faceflow.v1 import storage_pb2
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from services.common.errors import NotFound, Unavailable
+from services.common.ids import validate_id
+from services.storage.backend import DEFAULT_SHOW, EPISODE_RECORD, record_json
+from services.storage.s3_transport import S3Transport
+
+# Written after a staged video is complete: its presence is what makes an upload id valid.
+UPLOAD_RECORD = "upload.json"
+
+R = TypeVar("R", bound=Message)
+
+
+class S3Keys:
+    """The object keys of one deployment (everything under `prefix`); ids are validated here."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def key(self, *parts: str) -> str:
+        return "/".join(p for p in (self.prefix, *parts) if p)
+
+    def episode(self, ep_id: str, *rest: str) -> str:
+        return self.key("episodes", validate_id("episode", ep_id), *rest)
+
+    def run(self, ep_id: str, run_id: str, name: str = "") -> str:
+        return self.episode(ep_id, "runs", validate_id("run", run_id), name)
+
+    def review(self, ep_id: str, seq: int) -> str:
+        return self.episode(ep_id, "review", f"{seq:06d}.json")
+
+    def show(self, show_id: str, *rest: str) -> str:
+        return self.key("facebank", validate_id("show", show_id or DEFAULT_SHOW), *rest)
+
+    def person(self, show_id: str, person_id: str) -> str:
+        return self.show(show_id, f"{person_id}.json")
+
+
+def key_of(uri: str, bucket: str) -> str:
+    """The object key of an s3://bucket/key URI stored in a record ('' for anything else)."""
+    head = f"s3://{bucket}/"
+    return uri[len(head) :] if uri.startswith(head) else ""
+
+
+def missing_episode(ep_id: str) -> NotFound:
+    return NotFound(f"episode {ep_id!r} does not exist; create it first (faceflow run VIDEO --episode {ep_id})")
+
+
+class S3Records:
+    """Reads and compare-and-swap writes of JSON records (protobuf messages) in the bucket."""
+
+    def __init__(self, s3: S3Transport, keys: S3Keys, cas_attempts: int) -> None:
+        self._s3 = s3
+        self._keys = keys
+        self._cas_attempts = cas_attempts
+
+    def read(self, key: str, kind: type[R]) -> tuple[R, str] | None:
+        """(record, ETag), or None if there is no such object."""
+        found = self._s3.read(key)
+        if found is None:
+            return None
+        return json_format.Parse(found[0].decode(), kind()), found[1]
+
+    def episode(self, ep_id: str) -> tuple[storage_pb2.Episode, str]:
+        """An episode's record and its ETag; NotFound if the episode does not exist."""
+        found = self.read(self._keys.episode(ep_id, EPISODE_RECORD), storage_pb2.Episode)
+        if found is None:
+            raise missing_episode(ep_id)
+        return found
+
+    def update(self, key: str, kind: type[R], change: Callable[[R | None], tuple[R, bool]], conflict: str) -> R:
+        """Compare-and-swap on one record: read it with its ETag, apply `change`, write the result back
+        If-Match that ETag (If-None-Match: * when there was none); on a lost race back off and start
+        over, up to record_cas_attempts times, then Unavailable(conflict).
+
+        `change` gets the stored record (None: there is none; it may raise) and returns (record, write):
+        write False returns the record as it is, without writing.
+        """
+        for attempt in range(self._cas_attempts):
+            found = self.read(key, kind)
+            record, write = change(found[0] if found is not None else None)
+            if not write or self._s3.write_conditional(key, record_json(record), found[1] if found else None):
+                return record
+            # Short, jittered: the competing write is a single small PUT that finishes in milliseconds.
+            time.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
+        raise Unavailable(conflict)

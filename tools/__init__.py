@@ -1,0 +1,1 @@
+"""Set-up tools run from the repository root (`python -m tools.<name>`); never imported by a service."""
