@@ -39,10 +39,10 @@ setup: $(VENV)/.installed
 protos: setup
 
 models: setup
-	$(PY) -m services.common.assets models --cache $(FACEFLOW_CACHE_DIR)
+	$(PY) -m tools.assets models --cache $(FACEFLOW_CACHE_DIR)
 
 media: setup
-	$(PY) -m services.common.assets media --cache $(FACEFLOW_CACHE_DIR)
+	$(PY) -m tools.assets media --cache $(FACEFLOW_CACHE_DIR)
 
 sample: models media
 	$(PY) -m services.evaluation.sample_episode --media $(FACEFLOW_CACHE_DIR)/media --out $(SAMPLE_DIR)
@@ -173,10 +173,10 @@ buf-lint: $(BUF)
 	cd protos && ../$(BUF) lint
 
 lint: setup
-	$(VENV)/bin/ruff check services tests
+	$(VENV)/bin/ruff check services tests bench tools
 
 typecheck: setup
-	$(VENV)/bin/mypy services
+	$(VENV)/bin/mypy services tools
 
 clean:
 	rm -rf gen .pytest_cache .mypy_cache .ruff_cache data

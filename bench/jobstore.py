@@ -24,9 +24,9 @@ from pathlib import Path
 
 from faceflow.v1 import orchestrator_pb2
 
-from services.orchestrator.jobstore import JobStore
-from services.orchestrator.jobstore.postgres import PostgresStore
-from services.orchestrator.jobstore.sqlite import SqliteStore
+from services.orchestrator.api.jobstore import JobStore
+from services.orchestrator.api.jobstore.postgres import PostgresStore
+from services.orchestrator.api.jobstore.sqlite import SqliteStore
 
 JobState = orchestrator_pb2.JobState
 LEASE_S = 30.0

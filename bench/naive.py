@@ -28,11 +28,11 @@ from services.common.models import load_model
 from services.detector.retinaface import RetinaFaceDetector, RetinaFaceSettings
 from services.detector.shots import ShotCutDetector
 from services.embedder.arcface import ArcFaceEmbedder
-from services.orchestrator import outputs
-from services.orchestrator.backfill import backfill_tracks
-from services.orchestrator.face_table import FaceTableBuilder
-from services.orchestrator.identity_stage import build_identities
-from services.orchestrator.pipeline import RunSettings
+from services.orchestrator.analysis.backfill import backfill_tracks
+from services.orchestrator.analysis.face_table import FaceTableBuilder
+from services.orchestrator.run import outputs
+from services.orchestrator.run.identity_stage import build_identities
+from services.orchestrator.run.options import RunSettings
 from services.tracker.bytetrack import ByteTracker, ByteTrackSettings
 
 
@@ -44,8 +44,8 @@ class NaiveModels:
     @classmethod
     def load(cls, settings: Settings) -> NaiveModels:
         """The same manifest models, sessions and warm-up as the detector and embedder services."""
-        _, det_backend = load_model(settings, "retinaface_mnet025")
-        detector = RetinaFaceDetector(det_backend, RetinaFaceSettings())
+        det_spec, det_backend = load_model(settings, "retinaface_mnet025")
+        detector = RetinaFaceDetector(det_backend, RetinaFaceSettings(), det_spec)
         detector.detect_batch([np.zeros((360, 640, 3), np.uint8)] * 2)
         spec, emb_backend = load_model(settings, "arcface_mbf")
         embedder = ArcFaceEmbedder(emb_backend, spec)

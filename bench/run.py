@@ -24,7 +24,7 @@ from bench.experiments import experiments
 from bench.micro import MicroStack
 from bench.stats import median
 from services.common.config import Settings
-from services.orchestrator.pipeline import default_stride
+from services.orchestrator.run.options import default_stride
 
 STRIDES = (1, 2, 3, 5)
 # The sample and the looped scaling episodes are 25 fps; the scaling runs use the stride a run gets

@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 from faceflow.v1 import detector_pb2, orchestrator_pb2, storage_pb2
 
+from bench.inprocess import inprocess_clients
 from bench.procmem import status_kb
-from services.orchestrator.enrolment import enroll_person
-from services.orchestrator.inprocess import inprocess_clients
-from services.orchestrator.pipeline import RunSettings, run_episode
-from services.orchestrator.sampler import SamplerSettings
+from services.orchestrator.facebank.enrolment import enroll_person
+from services.orchestrator.run.options import RunSettings
+from services.orchestrator.run.pipeline import run_episode
+from services.orchestrator.run.sampler import SamplerSettings
 from services.storage.local import LocalStorage
 
 if TYPE_CHECKING:

@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from services.common.auth import AccessCheck, acting_as, restore
 from services.common.errors import FaceflowError
 from services.common.grpc_errors import status_for
+from services.common.retry import RETRY_OPTIONS
 from services.common.tls import TlsConfig
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 500),
     ("grpc.min_reconnect_backoff_ms", 500),
     ("grpc.max_reconnect_backoff_ms", 2_000),
+    # Retries and balancing: services/common/retry.py.
+    *RETRY_OPTIONS,
 ]
 
 

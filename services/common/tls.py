@@ -19,6 +19,7 @@ import grpc
 from services.common.auth import ClientCredentials
 from services.common.config import Settings
 from services.common.errors import InvalidArgument
+from services.common.retry import replica_target
 
 CLIENT_AUTH = ("none", "require")
 
@@ -75,9 +76,12 @@ def open_channel(
     credentials: ClientCredentials | None = None,
 ) -> grpc.Channel:
     """A channel to another faceflow service, secure exactly when this process is configured for TLS,
-    carrying `credentials` (a token: services/common/auth.py) on every call."""
+    carrying `credentials` (a token: services/common/auth.py) on every call. `address` may list
+    several IP:port replicas, balanced over one channel (services/common/retry.py)."""
+    target, extra = replica_target(address)
+    options = [*options, *extra]
     if tls is None:
-        channel = grpc.insecure_channel(address, options=list(options))
+        channel = grpc.insecure_channel(target, options=options)
     else:
-        channel = grpc.secure_channel(address, tls.channel_credentials(), options=list(options))
+        channel = grpc.secure_channel(target, tls.channel_credentials(), options=options)
     return credentials.intercept(channel) if credentials is not None else channel

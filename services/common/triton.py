@@ -9,14 +9,14 @@ Why it looks the way it does:
   repository produced by make_repo needs nothing configured twice.
 - Batches larger than the model's max_batch_size are split here: callers (detector, embedder) choose
   their batch from their own latency/memory trade-off, not from the server's limits.
-- UNAVAILABLE (server restarting, pod rescheduled) is retried a bounded number of times with
-  exponential backoff; every call has a deadline. All tritonclient / gRPC failures become domain
-  errors in one place (`_domain_error`), each naming the URL and the model.
+- UNAVAILABLE (server restarting, pod rescheduled) is retried by the channel, under the one retry
+  policy of every faceflow client (services/common/retry.py); every call has a deadline. All
+  tritonclient / gRPC failures become domain errors in one place (`_domain_error`), each naming the
+  URL and the model.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -28,6 +28,7 @@ from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
 from services.common.errors import FaceflowError, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from services.common.retry import MAX_ATTEMPTS, RETRY_OPTIONS
 
 T = TypeVar("T")
 
@@ -43,9 +44,10 @@ CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 0),
     ("grpc.http2.max_pings_without_data", 0),
-    # Reconnect quickly after a Triton restart; the retries below rely on it.
+    # Reconnect quickly after a Triton restart; the channel's retries rely on it.
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2_000),
+    *RETRY_OPTIONS,
 )
 SHA256_PARAMETER = "faceflow_sha256"  # see deploy/triton/make_repo.py
 _DEVICE_OF_KIND = MappingProxyType(
@@ -61,10 +63,6 @@ def _status_name(exc: InferenceServerException | grpc.RpcError) -> str:
     return code.name if code is not None else ""
 
 
-def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, InferenceServerException | grpc.RpcError) and _status_name(exc) == "UNAVAILABLE"
-
-
 class TritonBackend:
     """One model on one Triton server. Safe to call from one thread at a time, like OnnxBackend."""
 
@@ -76,8 +74,6 @@ class TritonBackend:
         name: str | None = None,
         device: str | None = None,
         timeout_s: float = 10.0,
-        retries: int = 2,
-        backoff_s: float = 0.2,
         expected_sha256: str | None = None,
         output_names: Sequence[str] | None = None,
     ) -> None:
@@ -88,16 +84,12 @@ class TritonBackend:
         """
         if not url or "://" in url:
             raise InvalidArgument(f"Triton URL must be host:port of its gRPC endpoint (e.g. triton:8001), got {url!r}")
-        if timeout_s <= 0 or retries < 0 or backoff_s < 0:
-            raise InvalidArgument(
-                f"timeout_s must be > 0, retries and backoff_s >= 0; got {timeout_s}, {retries}, {backoff_s}"
-            )
+        if timeout_s <= 0:
+            raise InvalidArgument(f"timeout_s must be > 0, got {timeout_s}")
         self.url = url
         self.model_name = model_name
         self.name = name or model_name
         self._timeout_s = timeout_s
-        self._retries = retries
-        self._backoff_s = backoff_s
         self._client = tgrpc.InferenceServerClient(url, channel_args=list(CHANNEL_OPTIONS))
         try:
             self._check_ready()
@@ -203,24 +195,19 @@ class TritonBackend:
         raise FailedPrecondition(f"Triton at {self.url} has no model {self.model_name!r} (models: {listing})")
 
     def _call(self, what: str, call: Callable[[float], T]) -> T:
-        """Run `call(deadline_s)`, retrying UNAVAILABLE with exponential backoff; raise domain errors."""
-        for attempt in range(self._retries + 1):
-            try:
-                return call(self._timeout_s)
-            except (InferenceServerException, grpc.RpcError) as exc:
-                if attempt < self._retries and _retryable(exc):
-                    time.sleep(self._backoff_s * (2**attempt))
-                    continue
-                raise self._domain_error(exc, what, attempt + 1) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+        """Run `call(deadline_s)` (the channel retries UNAVAILABLE); raise domain errors."""
+        try:
+            return call(self._timeout_s)
+        except (InferenceServerException, grpc.RpcError) as exc:
+            raise self._domain_error(exc, what) from None
 
-    def _domain_error(self, exc: InferenceServerException | grpc.RpcError, what: str, attempts: int) -> FaceflowError:
+    def _domain_error(self, exc: InferenceServerException | grpc.RpcError, what: str) -> FaceflowError:
         """The one translation of tritonclient / gRPC failures into faceflow's domain errors."""
         status = _status_name(exc)
         message = exc.message() if isinstance(exc, InferenceServerException) else str(exc)
         where = f"Triton at {self.url} (model {self.model_name!r}) could not {what}"
         if status == "UNAVAILABLE":
-            return Unavailable(f"{where}: unreachable after {attempts} attempt(s): {message}")
+            return Unavailable(f"{where}: unreachable after {MAX_ATTEMPTS} attempts: {message}")
         if status == "DEADLINE_EXCEEDED":
             return Unavailable(f"{where} within the {self._timeout_s:g} s deadline")
         if status == "NOT_FOUND":

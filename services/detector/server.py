@@ -17,6 +17,7 @@ from services.common.backends import InferenceBackend
 from services.common.detections import Detections
 from services.common.errors import InvalidArgument
 from services.common.face_quality import face_quality
+from services.common.sampling import check_stride
 from services.common.warm import WarmValue
 from services.detector.camera_motion import CameraMotionEstimator
 from services.detector.display_crops import display_crop_jpeg
@@ -89,7 +90,7 @@ class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
             return loaded.detector
         if not 0 < score_threshold < 1:
             raise InvalidArgument(f"score_threshold must be in (0, 1), got {score_threshold}")
-        return RetinaFaceDetector(loaded.backend, replace(loaded.detector.settings, score_threshold=score_threshold))
+        return loaded.detector.with_settings(replace(loaded.detector.settings, score_threshold=score_threshold))
 
     def Detect(self, request: detector_pb2.DetectRequest, context: grpc.ServicerContext) -> detector_pb2.DetectResponse:
         if not request.image:
@@ -169,10 +170,8 @@ class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
 
 
 def _frame_range(request: detector_pb2.DetectVideoRequest, frame_count: int) -> tuple[int, int, int]:
-    stride = request.stride or 1
+    stride = check_stride(request.stride, "every frame") or 1
     end = request.end_frame or frame_count
-    if stride < 1:
-        raise InvalidArgument(f"stride must be >= 1, got {stride}")
     if request.start_frame < 0 or request.start_frame >= frame_count:
         raise InvalidArgument(f"start_frame {request.start_frame} is outside the video (0..{frame_count - 1})")
     if end <= request.start_frame or end > frame_count:

@@ -15,13 +15,14 @@ from services.common.config import Settings
 from services.common.errors import FailedPrecondition, NotFound
 from services.common.grpc_errors import translate_rpc_errors
 from services.common.service_main import ServiceParts, service_main
-from services.orchestrator.clients import ServiceClients
-from services.orchestrator.harvest import harvest_crops
-from services.orchestrator.jobs import JobManager
-from services.orchestrator.jobstore import open_store
-from services.orchestrator.pipeline import ProgressEvent, RunSettings, run_episode, validate_episode
-from services.orchestrator.server import SERVICE_NAME, OrchestratorServicer
-from services.orchestrator.uploads import UploadSessions
+from services.orchestrator.api.clients import ServiceClients
+from services.orchestrator.api.jobs import JobManager
+from services.orchestrator.api.jobstore import open_store
+from services.orchestrator.api.server import SERVICE_NAME, OrchestratorServicer
+from services.orchestrator.api.uploads import UploadSessions
+from services.orchestrator.run.harvest import harvest_crops
+from services.orchestrator.run.options import RunSettings, TrackerChoices
+from services.orchestrator.run.pipeline import ProgressEvent, run_episode, validate_episode
 
 
 def jobs_dsn(settings: Settings) -> str:
@@ -37,15 +38,18 @@ def jobs_dsn(settings: Settings) -> str:
 def build(settings: Settings) -> ServiceParts:
     clients = ServiceClients.connect(settings)
 
-    def run(job: orchestrator_pb2.Job, report: object, cancelled: threading.Event) -> orchestrator_pb2.RunSummary:
-        settings_ = RunSettings.from_options(job.options)
-        # The job's run id: a resumed attempt writes the same run and reuses its segment checkpoints.
-        return run_episode(clients, job.ep_id, settings_, report, cancelled, run_id=job.run_id)  # type: ignore[arg-type]
-
-    def validate(ep_id: str, options: orchestrator_pb2.RunOptions) -> None:
-        """Bad options, an unknown episode or an unreadable video fail the submit, not a job."""
-        RunSettings.from_options(options)
+    def validate(ep_id: str, options: orchestrator_pb2.RunOptions) -> orchestrator_pb2.RunOptions:
+        """Bad options, an unknown episode or an unreadable video fail the submit, not a job. The job
+        records the options with the detector and tracker they resolved to."""
+        settings_ = RunSettings.from_options(options, TrackerChoices.ask(clients))
         validate_episode(clients, ep_id)
+        return settings_.normalized(options)
+
+    def run(job: orchestrator_pb2.Job, report: object, cancelled: threading.Event) -> orchestrator_pb2.RunSummary:
+        # The options were checked at submit; the job record holds them, resolved. The job's run id:
+        # a resumed attempt writes the same run and reuses its segment checkpoints.
+        settings_ = RunSettings.from_options(job.options)
+        return run_episode(clients, job.ep_id, settings_, report, cancelled, run_id=job.run_id)  # type: ignore[arg-type]
 
     def harvest(job: orchestrator_pb2.Job, report: object, cancelled: threading.Event) -> orchestrator_pb2.RunSummary:
         return harvest_crops(clients, job, report, cancelled)  # type: ignore[arg-type]

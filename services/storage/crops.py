@@ -1,4 +1,5 @@
-"""Listing a track's saved face crops with fetchable URLs, for any storage backend.
+"""A run's face crops, for any storage backend: saving them, their per-track index, and listing
+them with fetchable URLs. Storage owns this layout; callers name only run, track and frame.
 
 Crops live at `crops/track_{id:06d}/{frame:06d}.jpg` in a run, with the track's `index.json`
 ({"items": [{key, frame_idx, ts, width, height}]}) written after them. The index drives the
@@ -32,6 +33,45 @@ def crop_name(track_id: int, frame: int) -> str:
     return f"{crop_prefix(track_id)}{frame:06d}.jpg"
 
 
+def put_track_crop(backend: StorageBackend, request: storage_pb2.PutTrackCropRequest) -> storage_pb2.TrackCrop:
+    _check_track(request.track_id)
+    if request.frame_idx < 0:
+        raise InvalidArgument(f"frame_idx must be >= 0, got {request.frame_idx}")
+    if not request.jpeg:
+        raise InvalidArgument("a crop needs its JPEG bytes")
+    key = crop_name(request.track_id, request.frame_idx)
+    backend.put_artifact(request.ep_id, request.run_id, key, [request.jpeg])
+    return storage_pb2.TrackCrop(
+        key=key, frame_idx=request.frame_idx, ts=request.ts, width=request.width, height=request.height
+    )
+
+
+def put_track_crop_index(backend: StorageBackend, request: storage_pb2.PutTrackCropIndexRequest) -> None:
+    """Writes index.json: {"track_id", "items": [{key, frame_idx, ts, width, height}]} in key order."""
+    _check_track(request.track_id)
+    items = [
+        {"key": item.key, "frame_idx": item.frame_idx, "ts": item.ts, "width": item.width, "height": item.height}
+        for item in request.items
+    ]
+    for item in items:
+        if not str(item["key"]).startswith("crops/track_"):
+            raise InvalidArgument(f"index item {item['key']!r} is not a crop key (use PutTrackCrop's)")
+    body = json.dumps({"track_id": request.track_id, "items": sorted(items, key=lambda i: str(i["key"]))})
+    backend.put_artifact(request.ep_id, request.run_id, crop_prefix(request.track_id) + INDEX, [body.encode()])
+
+
+def list_cropped_tracks(backend: StorageBackend, ep_id: str, run_id: str) -> list[int]:
+    listed = backend.list_artifacts(ep_id, run_id, "crops/")
+    return sorted(
+        int(a.ref.name.split("/")[1].removeprefix("track_")) for a in listed if a.ref.name.endswith("/" + INDEX)
+    )
+
+
+def _check_track(track_id: int) -> None:
+    if track_id <= 0:
+        raise InvalidArgument(f"track_id must be a positive track id, got {track_id}")
+
+
 def _index_items(backend: StorageBackend, ep_id: str, run_id: str, track_id: int) -> list[dict[str, Any]] | None:
     try:
         raw = b"".join(backend.get_artifact(ep_id, run_id, crop_prefix(track_id) + INDEX))
@@ -43,8 +83,7 @@ def _index_items(backend: StorageBackend, ep_id: str, run_id: str, track_id: int
 def list_track_crops(
     backend: StorageBackend, request: storage_pb2.ListTrackCropsRequest
 ) -> storage_pb2.ListTrackCropsResponse:
-    if request.track_id <= 0:
-        raise InvalidArgument(f"track_id must be a positive track id, got {request.track_id}")
+    _check_track(request.track_id)
     if not 0 <= request.limit <= MAX_LIMIT:
         raise InvalidArgument(f"limit must be between 1 and {MAX_LIMIT} (0: {DEFAULT_LIMIT}), got {request.limit}")
     if request.sample < 0:

@@ -11,7 +11,7 @@ from services.common.auth import audit_name, current_principal
 from services.common.errors import InvalidArgument
 from services.storage.audit import audited
 from services.storage.backend import DEFAULT_SHOW, StorageBackend
-from services.storage.crops import list_track_crops
+from services.storage.crops import list_cropped_tracks, list_track_crops, put_track_crop, put_track_crop_index
 
 # Typed by a person who means it; the CLI and the web UI ask for it explicitly.
 DELETE_ALL_PHRASE = "delete all episodes"
@@ -105,6 +105,24 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         self, request: storage_pb2.ListTrackCropsRequest, context: grpc.ServicerContext
     ) -> storage_pb2.ListTrackCropsResponse:
         return list_track_crops(self._backend, request)
+
+    def PutTrackCrop(
+        self, request: storage_pb2.PutTrackCropRequest, context: grpc.ServicerContext
+    ) -> storage_pb2.TrackCrop:
+        return put_track_crop(self._backend, request)
+
+    def PutTrackCropIndex(
+        self, request: storage_pb2.PutTrackCropIndexRequest, context: grpc.ServicerContext
+    ) -> storage_pb2.PutTrackCropIndexResponse:
+        put_track_crop_index(self._backend, request)
+        return storage_pb2.PutTrackCropIndexResponse()
+
+    def ListCroppedTracks(
+        self, request: storage_pb2.ListCroppedTracksRequest, context: grpc.ServicerContext
+    ) -> storage_pb2.ListCroppedTracksResponse:
+        return storage_pb2.ListCroppedTracksResponse(
+            track_ids=list_cropped_tracks(self._backend, request.ep_id, request.run_id)
+        )
 
     def PutArtifact(
         self, request_iterator: Iterator[storage_pb2.PutArtifactRequest], context: grpc.ServicerContext

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from faceflow.v1 import tracker_pb2
 
 from services.common.errors import InvalidArgument
+from services.common.sampling import check_stride
 from services.tracker.bytetrack import ByteTracker, ByteTrackSettings
 from services.tracker.interface import Tracker
 from services.tracker.strongsort import StrongSortSettings, StrongSortTracker
@@ -45,15 +47,30 @@ def tracker_kind(name: str) -> TrackerKind:
 
 def tracker_settings(name: str, fps: float, frame_stride: int) -> Any:
     """The settings a session of tracker `name` runs with at this frame rate and stride."""
-    if fps < 0 or frame_stride < 0:
-        raise InvalidArgument(f"fps and frame_stride must be positive, got {fps} and {frame_stride}")
+    if fps < 0:
+        raise InvalidArgument(f"fps must be positive, got {fps}")
     settings_type = tracker_kind(name).settings_type
-    return settings_type(frame_rate=fps or DEFAULT_FPS, frame_stride=frame_stride or 1)
+    return settings_type(frame_rate=fps or DEFAULT_FPS, frame_stride=check_stride(frame_stride, "every frame") or 1)
 
 
 def settings_record(name: str, fps: float, frame_stride: int) -> dict[str, Any]:
     """Name and settings as plain data, for manifests and job records."""
     return {"name": name or DEFAULT_TRACKER, **dataclasses.asdict(tracker_settings(name, fps, frame_stride))}
+
+
+def describe_trackers(fps: float, frame_stride: int) -> tracker_pb2.DescribeTrackersResponse:
+    """Every registered tracker with its settings at this fps and stride (DescribeTrackers)."""
+    return tracker_pb2.DescribeTrackersResponse(
+        default_tracker=DEFAULT_TRACKER,
+        trackers=[
+            tracker_pb2.TrackerDescription(
+                name=name,
+                uses_appearance=kind.uses_appearance,
+                settings_json=json.dumps(settings_record(name, fps, frame_stride)),
+            )
+            for name, kind in sorted(TRACKERS.items())
+        ],
+    )
 
 
 def make_tracker(config: tracker_pb2.TrackerConfig) -> Tracker:

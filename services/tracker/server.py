@@ -10,7 +10,7 @@ from faceflow.v1 import common_pb2, tracker_pb2, tracker_pb2_grpc
 
 from services.common.errors import InvalidArgument
 from services.tracker.interface import TrackerFrame
-from services.tracker.registry import make_tracker
+from services.tracker.registry import describe_trackers, make_tracker
 
 SERVICE_NAME = tracker_pb2.DESCRIPTOR.services_by_name["TrackerService"].full_name
 
@@ -31,6 +31,11 @@ def frame_from_proto(frame: common_pb2.FrameDetections) -> TrackerFrame:
 
 
 class TrackerServicer(tracker_pb2_grpc.TrackerServiceServicer):
+    def DescribeTrackers(
+        self, request: tracker_pb2.DescribeTrackersRequest, context: grpc.ServicerContext
+    ) -> tracker_pb2.DescribeTrackersResponse:
+        return describe_trackers(request.fps, request.frame_stride)
+
     def Track(
         self, request_iterator: Iterator[tracker_pb2.TrackRequest], context: grpc.ServicerContext
     ) -> Iterator[tracker_pb2.TrackResponse]:

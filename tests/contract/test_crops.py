@@ -13,7 +13,7 @@ import pytest
 from faceflow.v1 import orchestrator_pb2, storage_pb2
 
 from services.cli.stack import LocalStack
-from services.orchestrator.sampler import SamplerSettings
+from services.orchestrator.run.sampler import SamplerSettings
 from tests.contract.helpers import expect_status
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from services.cli.stack import LocalStack
 from services.evaluation.metrics import evaluate
-from services.evaluation.sample_episode import FPS, SHOTS
+from services.evaluation.shots import FPS, SHOTS
 
 pytestmark = pytest.mark.e2e
 ENROLLED = {"obama": "Barack Obama", "pexels_woman": "Pexels woman", "single_face_man": "Single-face clip man"}

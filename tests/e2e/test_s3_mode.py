@@ -13,8 +13,8 @@ import grpc
 import pytest
 from faceflow.v1 import orchestrator_pb2, orchestrator_pb2_grpc, storage_pb2, storage_pb2_grpc
 
+from services.cli.seaweed import SeaweedServer
 from services.cli.stack import LocalStack
-from services.storage.seaweed import SeaweedServer
 
 pytestmark = pytest.mark.e2e
 SUCCEEDED = orchestrator_pb2.JOB_STATE_SUCCEEDED

@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from services.orchestrator.jobstore import JobStore, open_store
+from services.orchestrator.api.jobstore import JobStore, open_store
 from tests.postgres_server import PostgresServer
 
 _databases = itertools.count()

@@ -1,4 +1,4 @@
-"""The JobStore contract (services/orchestrator/jobstore/store.py), the same tests on both engines.
+"""The JobStore contract (services/orchestrator/api/jobstore/store.py), the same tests on both engines.
 
 Times are passed in (T0 + seconds), so leases run out without sleeping.
 """
@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from faceflow.v1 import orchestrator_pb2
 
-from services.orchestrator.jobstore import JobStore
-from services.orchestrator.jobstore.migrate import load
+from services.orchestrator.api.jobstore import JobStore
+from services.orchestrator.api.jobstore.migrate import load
 from tests.jobstore import workers
 from tests.jobstore.conftest import Engine
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services.orchestrator.jobstore.migrate import Migration, load, migrate
+from services.orchestrator.api.jobstore.migrate import Migration, load, migrate
 
 
 def test_statements_drop_comments_and_split_at_line_end_semicolons() -> None:

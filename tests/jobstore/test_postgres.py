@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from faceflow.v1 import orchestrator_pb2
 
-from services.orchestrator.jobstore.postgres import PostgresStore
+from services.orchestrator.api.jobstore.postgres import PostgresStore
 from tests.postgres_server import PostgresServer
 
 T0 = 1_700_000_000.0

@@ -8,7 +8,7 @@ from typing import Any
 
 from faceflow.v1 import orchestrator_pb2
 
-from services.orchestrator.jobstore import open_store
+from services.orchestrator.api.jobstore import open_store
 
 
 def create_keys(dsn: str, data_root: Path, tag: str, keys: list[str], start: Any, out: Any) -> None:

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from services.orchestrator.jobs import JobManager
+from services.orchestrator.api.jobs import JobManager
 
 
 @pytest.fixture()
 def new_manager(tmp_path: Path) -> Iterator[Callable[..., JobManager]]:
     """JobManagers over a fresh SQLite job store (the embedded default engine), stopped afterwards."""
-    from services.orchestrator.jobstore.sqlite import SqliteStore
+    from services.orchestrator.api.jobstore.sqlite import SqliteStore
 
     made: list[tuple[JobManager, Any]] = []
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.orchestrator.backfill import BackfillSettings, backfill_tracks
-from services.orchestrator.face_table import FaceTableBuilder
-from services.orchestrator.sampler import SamplerSettings, TrackSampler
+from services.orchestrator.analysis.backfill import BackfillSettings, backfill_tracks
+from services.orchestrator.analysis.face_table import FaceTableBuilder
+from services.orchestrator.run.sampler import SamplerSettings, TrackSampler
 
 
 def _table(faces: list[tuple[int, float, int, bool]], frames: range, cuts: tuple[int, ...] = ()):  # type: ignore[no-untyped-def]

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from services.orchestrator.inprocess import FakeContext, InProcessAbort, InProcessStub
+from bench.inprocess import FakeContext, InProcessAbort, InProcessStub
 
 
 class _Servicer:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.orchestrator.checkpoints import decode, encode, fingerprint
-from services.orchestrator.detect_track import SegmentFace, SegmentResult
-from services.orchestrator.segments import Segment
+from services.orchestrator.run.checkpoints import decode, encode, fingerprint
+from services.orchestrator.run.detect_track import SegmentFace, SegmentResult
+from services.orchestrator.run.segments import Segment
 
 
 def _result(rng: np.random.Generator) -> SegmentResult:

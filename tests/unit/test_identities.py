@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.orchestrator.identities import (
+from services.orchestrator.analysis.identities import (
     ClusteringSettings,
     cluster_tracks,
     cooccurrence_matrix,

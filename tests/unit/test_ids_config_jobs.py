@@ -11,8 +11,9 @@ from faceflow.v1 import orchestrator_pb2
 from services.common.config import Settings
 from services.common.errors import Cancelled, InvalidArgument, NotFound
 from services.common.ids import validate_id
-from services.orchestrator.jobs import JobManager
-from services.orchestrator.pipeline import AUTO_STRIDE, ProgressEvent, RunSettings, default_stride
+from services.orchestrator.api.jobs import JobManager
+from services.orchestrator.run.options import AUTO_STRIDE, RunSettings, default_stride
+from services.orchestrator.run.pipeline import ProgressEvent
 
 
 @pytest.mark.parametrize("good", ["ep1", "S01E02", "a.b_c-d", "x" * 64])
@@ -72,9 +73,10 @@ def test_validation_failure_creates_no_job_and_cancel_stops_a_job(new_manager: C
             time.sleep(0.01)
         raise Cancelled("the job was cancelled")
 
-    def validate(ep_id: str, options: orchestrator_pb2.RunOptions) -> None:
+    def validate(ep_id: str, options: orchestrator_pb2.RunOptions) -> orchestrator_pb2.RunOptions:
         if ep_id == "missing":
             raise NotFound("episode 'missing' does not exist")
+        return options
 
     manager = new_manager(run, dict, validate)
     with pytest.raises(NotFound):
@@ -148,7 +150,7 @@ def test_stride_zero_means_the_default_and_explicit_strides_are_kept() -> None:
 
 def test_admission_defaults_match_the_settings() -> None:
     """JobManager and UploadSessions built without settings (tests, in-process use) behave as deployed."""
-    from services.orchestrator import jobs, uploads
+    from services.orchestrator.api import jobs, uploads
 
     defaults = Settings()
     assert defaults.max_running_jobs == jobs.MAX_RUNNING

@@ -14,7 +14,7 @@ from faceflow.v1 import orchestrator_pb2
 
 from services.common.auth import Principal, Role, acting_as, audit_name, restore
 from services.common.errors import FailedPrecondition, NotFound
-from services.orchestrator.jobs import JobManager
+from services.orchestrator.api.jobs import JobManager
 
 QUEUED = orchestrator_pb2.JOB_STATE_QUEUED
 RUNNING = orchestrator_pb2.JOB_STATE_RUNNING
@@ -195,7 +195,7 @@ def test_finished_jobs_are_forgotten_after_the_retention_time(new_manager: Calla
 def test_a_replica_shutting_down_hands_its_jobs_over_at_once(tmp_path: Path) -> None:
     """SIGTERM (a rolling update): the job is neither failed nor cancelled, and another replica on the
     same store resumes it without waiting for the lease to run out."""
-    from services.orchestrator.jobstore.sqlite import SqliteStore
+    from services.orchestrator.api.jobstore.sqlite import SqliteStore
 
     first_runner, second_runner = Gated(), Gated()
     stores = [SqliteStore(tmp_path / "jobs.sqlite3") for _ in range(2)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.orchestrator.labelling import Facebank, IdentityMatch, MatchSettings, match_identities
+from services.orchestrator.analysis.labelling import Facebank, IdentityMatch, MatchSettings, match_identities
 
 DIM = 128
 SETTINGS = MatchSettings(auto_assign_similarity=0.55, suggest_similarity=0.35, margin=0.1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.orchestrator.screentime import (
+from services.orchestrator.analysis.screentime import (
     ScreenTimeSettings,
     frames_to_intervals,
     merge_by_label,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.orchestrator.segments import SEGMENT_S, Segment, link_tracks, plan_segments
+from services.orchestrator.run.segments import SEGMENT_S, Segment, link_tracks, plan_segments
 
 
 def _check_plan(plan: list[Segment], frame_count: int, stride: int) -> None:

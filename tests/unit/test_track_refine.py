@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.orchestrator.face_table import FaceTable, FaceTableBuilder
-from services.orchestrator.track_refine import TrackRefineSettings, refine_tracks
+from services.orchestrator.analysis.face_table import FaceTable, FaceTableBuilder
+from services.orchestrator.analysis.track_refine import TrackRefineSettings, refine_tracks
 
 FPS = 25.0
 DIM = 32

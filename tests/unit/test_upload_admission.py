@@ -18,8 +18,8 @@ from faceflow.v1 import common_pb2, detector_pb2, orchestrator_pb2, storage_pb2
 
 from services.common.auth import Principal, Role, acting_as, restore
 from services.common.errors import InvalidArgument, NotFound, ResourceExhausted
-from services.orchestrator import uploads
-from services.orchestrator.uploads import UploadSessions, looks_like_video
+from services.orchestrator.api import uploads
+from services.orchestrator.api.uploads import UploadSessions, looks_like_video
 
 TIB = 1024**4
 MP4_HEAD = b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41"

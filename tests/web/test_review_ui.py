@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from services.cli.seaweed import SeaweedServer
 from services.cli.stack import LocalStack
 from services.cli.web import DIST_DIR, WebFrontend, web_frontend
 from services.common.local_issuer import LocalIssuer
-from services.storage.seaweed import SeaweedServer
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "web"

@@ -14,11 +14,11 @@ from google.protobuf import json_format
 
 from services.common.errors import AlreadyExists, FaceflowError, FailedPrecondition
 from services.common.grpc_errors import translate_rpc_errors
-from services.orchestrator.artifacts import read_artifact, upload_artifact
-from services.orchestrator.clients import ServiceClients
+from services.orchestrator.analysis.screentime import ScreenTimeSettings, merge_by_label, screen_time, total_seconds
+from services.orchestrator.api.clients import ServiceClients
 from services.orchestrator.review.carry import map_identity, map_tracks
 from services.orchestrator.review.view import ReviewView, Track
-from services.orchestrator.screentime import ScreenTimeSettings, merge_by_label, screen_time, total_seconds
+from services.orchestrator.run.artifacts import read_artifact, upload_artifact
 
 # Runs whose files are kept parsed in memory (the current run and the runs older records were made on).
 RUN_CACHE_SIZE = 8

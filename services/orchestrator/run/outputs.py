@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from services.orchestrator.face_table import FaceTable
-from services.orchestrator.identity_stage import IdentityResult
+from services.orchestrator.analysis.face_table import FaceTable
+from services.orchestrator.run.identity_stage import IdentityResult
 
 MANIFEST = "manifest.json"
 

@@ -8,6 +8,6 @@ Records hold the Job message (options, state, progress, principal, timestamps, e
 the lease; idempotency keys are unique in the store. docs/decisions.md says why and how.
 """
 
-from services.orchestrator.jobstore.store import Claim, JobStore, open_store
+from services.orchestrator.api.jobstore.store import Claim, JobStore, open_store
 
 __all__ = ["Claim", "JobStore", "open_store"]

@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from faceflow.v1 import orchestrator_pb2
 
-from services.orchestrator.jobstore.store import Claim
+from services.orchestrator.api.jobstore.store import Claim
 
 JobState = orchestrator_pb2.JobState
 TERMINAL = (JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED, JobState.JOB_STATE_CANCELLED)

@@ -17,11 +17,11 @@ from faceflow.v1 import detector_pb2, orchestrator_pb2, storage_pb2
 from services.common.boxes import iou_matrix
 from services.common.errors import Cancelled, FailedPrecondition
 from services.common.grpc_errors import translate_rpc_errors
-from services.orchestrator.artifacts import CropSaver, read_artifact
-from services.orchestrator.clients import ServiceClients
-from services.orchestrator.pipeline import ProgressEvent
-from services.orchestrator.sampler import SamplerSettings
-from services.storage.crops import INDEX
+from services.common.sampling import MAX_STRIDE
+from services.orchestrator.api.clients import ServiceClients
+from services.orchestrator.run.artifacts import CropSaver, read_artifact
+from services.orchestrator.run.pipeline import ProgressEvent
+from services.orchestrator.run.sampler import SamplerSettings
 
 Stage = orchestrator_pb2.Stage
 # IoU between the track's recorded box and a re-detected face for the crop to count as that track's.
@@ -29,11 +29,9 @@ MIN_MATCH_IOU = 0.5
 
 
 def tracks_with_crops(clients: ServiceClients, ep_id: str, run_id: str) -> set[int]:
+    request = storage_pb2.ListCroppedTracksRequest(ep_id=ep_id, run_id=run_id)
     with translate_rpc_errors("storage"):
-        listed = clients.storage.ListArtifacts(
-            storage_pb2.ListArtifactsRequest(prefix=storage_pb2.ArtifactRef(ep_id=ep_id, run_id=run_id, name="crops/"))
-        ).artifacts
-    return {int(a.ref.name.split("/")[1].removeprefix("track_")) for a in listed if a.ref.name.endswith("/" + INDEX)}
+        return set(clients.storage.ListCroppedTracks(request).track_ids)
 
 
 def harvest_crops(
@@ -54,7 +52,7 @@ def harvest_crops(
     done = tracks_with_crops(clients, job.ep_id, run_id)
     missing = [t for t in tracks if t["track_id"] not in done]
     fps = episode.video.fps
-    step = max(1, round(sampler.window_s * fps))
+    step = min(MAX_STRIDE, max(1, round(sampler.window_s * fps)))
     saver = CropSaver(clients, job.ep_id, run_id, fps)
     for number, track in enumerate(missing):
         if cancelled.is_set():

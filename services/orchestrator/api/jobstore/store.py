@@ -82,14 +82,14 @@ def open_store(dsn: str, data_root: Path) -> JobStore:
     """`postgresql://...` -> PostgreSQL; empty -> SQLite at DATA_ROOT/jobs.sqlite3. Migrations are
     applied on open (versioned SQL, the same files for both engines)."""
     if dsn.startswith(("postgresql://", "postgres://")):
-        from services.orchestrator.jobstore.postgres import PostgresStore
+        from services.orchestrator.api.jobstore.postgres import PostgresStore
 
         return PostgresStore(dsn)
     if dsn:
         from services.common.errors import InvalidArgument
 
         raise InvalidArgument("FACEFLOW_JOBS_DSN must be a postgresql:// URL (empty: SQLite in the data root)")
-    from services.orchestrator.jobstore.sqlite import SqliteStore
+    from services.orchestrator.api.jobstore.sqlite import SqliteStore
 
     data_root.mkdir(parents=True, exist_ok=True)
     return SqliteStore(data_root / "jobs.sqlite3")

@@ -8,7 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,84 +23,19 @@ from google.protobuf import json_format
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.grpc_errors import translate_rpc_errors
 from services.common.ids import validate_id
-from services.orchestrator import checkpoints, outputs
-from services.orchestrator.artifacts import upload_artifact
-from services.orchestrator.backfill import BackfillSettings, backfill_tracks
-from services.orchestrator.clients import ServiceClients, call_any
-from services.orchestrator.detect_track import StreamOptions, StreamProgress, detect_track_embed
-from services.orchestrator.identities import ClusteringSettings
-from services.orchestrator.identity_stage import IdentityResult, build_identities
-from services.orchestrator.labelling import MatchSettings
+from services.orchestrator.analysis.backfill import backfill_tracks
+from services.orchestrator.analysis.track_refine import RefineReport, refine_tracks
+from services.orchestrator.api.clients import ServiceClients
 from services.orchestrator.review.service import ReviewService
-from services.orchestrator.sampler import SamplerSettings
-from services.orchestrator.screentime import ScreenTimeSettings
-from services.orchestrator.track_refine import RefineReport, TrackRefineSettings, refine_tracks
-from services.tracker.registry import DEFAULT_TRACKER, TRACKERS, settings_record
+from services.orchestrator.run import checkpoints, outputs
+from services.orchestrator.run.artifacts import upload_artifact
+from services.orchestrator.run.detect_track import StreamOptions, StreamProgress, detect_track_embed
+from services.orchestrator.run.identity_stage import IdentityResult, build_identities
+from services.orchestrator.run.options import AUTO_STRIDE, RunSettings, TrackerChoices, default_stride
 
 log = logging.getLogger(__name__)
 
 Stage = orchestrator_pb2.Stage
-# Default sampling rate when no stride is asked for: ~5 processed frames per second of video
-# (stride 5 at 25 fps, 6 at 29.97/30, 10 at 50, 12 at 60). TV shots last 2-5 s and a face on screen
-# for screen time matters at ~0.2 s resolution, so 5 samples/s loses little (30 s sample: recall
-# 0.98 -> 0.93, screen-time error 0.5% -> ~4%, nearly all from one fast 22 px face) for ~1/5 of the
-# stride-1 cost, which puts an hour of 720p inside 20 minutes on two cores (docs/performance.md).
-# Stride 1 stays available for work where every frame matters.
-DEFAULT_SAMPLES_PER_S = 5.0
-AUTO_STRIDE = 0  # RunSettings.stride before the video's fps is known
-# Stride upper bound: beyond ~2 s between samples tracking by IoU is meaningless.
-MAX_STRIDE = 60
-DETECTORS = ("retinaface",)
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """Everything that decides a run's result; recorded whole in manifest.json."""
-
-    stride: int = AUTO_STRIDE
-    detector: str = "retinaface"
-    tracker: str = "bytetrack"
-    det_score_threshold: float = 0.0  # 0: the detector's own default
-    show_id: str = "default"
-    clustering: ClusteringSettings = field(default_factory=ClusteringSettings)
-    matching: MatchSettings = field(default_factory=MatchSettings)
-    screen_time: ScreenTimeSettings = field(default_factory=ScreenTimeSettings)
-    sampler: SamplerSettings = field(default_factory=SamplerSettings)
-    backfill: BackfillSettings = field(default_factory=BackfillSettings)
-    track_refine: TrackRefineSettings = field(default_factory=TrackRefineSettings)
-    refine_tracks: bool = True  # False only to measure a tracker alone (RunOptions.skip_track_refine)
-    save_crops: bool = True
-
-    @classmethod
-    def from_options(cls, options: orchestrator_pb2.RunOptions) -> RunSettings:
-        stride = options.stride
-        if not 0 <= stride <= MAX_STRIDE:
-            raise InvalidArgument(f"stride must be between 1 and {MAX_STRIDE} frames, got {options.stride}")
-        detector = options.detector or "retinaface"
-        if detector not in DETECTORS:
-            raise InvalidArgument(f"unknown detector {detector!r}; available: {', '.join(DETECTORS)}")
-        tracker = options.tracker or DEFAULT_TRACKER
-        if tracker not in TRACKERS:
-            raise InvalidArgument(f"unknown tracker {tracker!r}; available: {', '.join(TRACKERS)}")
-        if not 0 <= options.det_score_threshold < 1:
-            raise InvalidArgument(f"det_score_threshold must be in [0, 1), got {options.det_score_threshold}")
-        if options.cluster_distance < 0 or options.cluster_distance > 2:
-            raise InvalidArgument(
-                f"cluster_distance must be a cosine distance in (0, 2], got {options.cluster_distance}"
-            )
-        clustering = ClusteringSettings()
-        if options.cluster_distance:
-            clustering = dataclasses.replace(clustering, distance_threshold=options.cluster_distance)
-        return cls(
-            stride=stride,
-            detector=detector,
-            tracker=tracker,
-            det_score_threshold=options.det_score_threshold,
-            show_id=validate_id("show", options.show_id or "default"),
-            save_crops=not options.skip_crops,
-            refine_tracks=not options.skip_track_refine,
-            clustering=clustering,
-        )
 
 
 @dataclass
@@ -115,11 +50,6 @@ class ProgressEvent:
     tracker_settings: str = ""  # JSON of the tracker's name and settings, once the fps is known
 
 
-def default_stride(fps: float) -> int:
-    """The stride that samples ~DEFAULT_SAMPLES_PER_S frames per second of a video at `fps`."""
-    return max(1, min(MAX_STRIDE, round(fps / DEFAULT_SAMPLES_PER_S))) if fps > 0 else 1
-
-
 def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
 
@@ -131,19 +61,18 @@ def validate_episode(clients: ServiceClients, ep_id: str) -> storage_pb2.Episode
         episode = clients.storage.GetEpisode(storage_pb2.GetEpisodeRequest(ep_id=ep_id))
     try:
         probe = detector_pb2.ProbeVideoRequest(video_uri=episode.video_uri)
-        call_any(clients.detectors, "detector", lambda stub: stub.ProbeVideo(probe))
+        with translate_rpc_errors("detector"):
+            clients.detector.ProbeVideo(probe)
     except (InvalidArgument, FailedPrecondition) as error:
         raise FailedPrecondition(f"the video of episode {ep_id!r} cannot be read: {error}") from None
     return episode
 
 
 def _model_info(clients: ServiceClients) -> dict[str, Any]:
-    detector = call_any(
-        clients.detectors, "detector", lambda s: s.GetModelInfo(detector_pb2.GetModelInfoRequest())
-    ).model
-    embedder = call_any(
-        clients.embedders, "embedder", lambda s: s.GetEmbedderInfo(embedder_pb2.GetEmbedderInfoRequest())
-    ).model
+    with translate_rpc_errors("detector"):
+        detector = clients.detector.GetModelInfo(detector_pb2.GetModelInfoRequest()).model
+    with translate_rpc_errors("embedder"):
+        embedder = clients.embedder.GetEmbedderInfo(embedder_pb2.GetEmbedderInfoRequest()).model
     return {
         "detector": json_format.MessageToDict(detector, preserving_proto_field_name=True),
         "embedder": json_format.MessageToDict(embedder, preserving_proto_field_name=True),
@@ -167,14 +96,16 @@ def run_episode(
     video = episode.video
     if settings.stride == AUTO_STRIDE:
         settings = dataclasses.replace(settings, stride=default_stride(video.fps))
-    frames_total = len(range(0, video.frame_count, settings.stride))
+    trackers = TrackerChoices.ask(clients, video.fps, settings.stride)
+    settings = dataclasses.replace(settings, tracker=trackers.resolve(settings.tracker))
+    # The tracker's own thresholds as the session runs them (seconds converted at this fps/stride).
+    tracker = trackers.settings[settings.tracker]
 
     def on_stream(p: StreamProgress) -> None:
         fps = p.frames_done / p.elapsed_s if p.elapsed_s > 0 else 0.0
         eta = (p.frames_total - p.frames_done) / fps if fps > 0 else 0.0
         report(ProgressEvent(Stage.STAGE_DETECT_TRACK, p.frames_done, p.frames_total, fps, eta, p.tracks_so_far))
 
-    tracker = settings_record(settings.tracker, video.fps, settings.stride)
     # Everything a segment's result depends on: a resumed run reuses only checkpoints made under it.
     checkpoint_key = checkpoints.fingerprint(
         {
@@ -183,10 +114,25 @@ def run_episode(
             "fps": video.fps,
             "models": models,
             "settings": dataclasses.asdict(settings),
-            "detectors": len(clients.detectors),
+            "detectors": clients.detector_replicas,
             "segment_s": clients.segment_s,
         }
     )
+    options = StreamOptions(
+        episode.video_uri,
+        video.frame_count,
+        video.fps,
+        settings.stride,
+        settings.tracker,
+        settings.det_score_threshold,
+        settings.sampler,
+        ep_id=ep_id,
+        run_id=run_id,
+        save_crops=settings.save_crops,
+        checkpoint_key=checkpoint_key,
+        tracker_uses_appearance=trackers.uses_appearance[settings.tracker],
+    )
+    frames_total = options.frames_total
     report(
         ProgressEvent(
             Stage.STAGE_DETECT_TRACK,
@@ -196,24 +142,7 @@ def run_episode(
             tracker_settings=json.dumps(tracker, sort_keys=True),
         )
     )
-    stream = detect_track_embed(
-        clients,
-        StreamOptions(
-            episode.video_uri,
-            video.frame_count,
-            video.fps,
-            settings.stride,
-            settings.tracker,
-            settings.det_score_threshold,
-            settings.sampler,
-            ep_id=ep_id,
-            run_id=run_id,
-            save_crops=settings.save_crops,
-            checkpoint_key=checkpoint_key,
-        ),
-        on_stream,
-        cancelled,
-    )
+    stream = detect_track_embed(clients, options, on_stream, cancelled)
     timings["detect_track_embed_s"] = stream.detect_track_s
     timings["embed_calls_s"] = stream.embed_s
     timings["tracking_embed_wait_s"] = stream.tracking_embed_s
@@ -271,7 +200,6 @@ def run_episode(
         "models": models,
         "embedding_model": stream.embedding_model_id,
         "settings": dataclasses.asdict(settings),
-        # The tracker's own thresholds as the session ran them (seconds converted at this fps/stride).
         "tracker": tracker,
         "counts": {
             "frames_processed": len(faces.processed_frames),
@@ -282,7 +210,7 @@ def run_episode(
             "crops_saved": stream.crops_saved,
             "segments": stream.segments,
             "segments_resumed": stream.segments_resumed,
-            "detector_replicas": len(clients.detectors),
+            "detector_replicas": clients.detector_replicas,
             "tracks": len(faces.track_ids()),
             "identities": len(result.identities),
             "facebank_exemplars_used": result.facebank_exemplars_used,

@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 from scipy.sparse import csgraph
 
-from services.orchestrator.identities import unit_rows
+from services.orchestrator.analysis.identities import unit_rows
 
 Tier = Literal["auto", "suggest", "unknown"]
 Suggestion = tuple[str, str, float]  # (person_id, name, cosine similarity)

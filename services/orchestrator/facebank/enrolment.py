@@ -13,7 +13,7 @@ from faceflow.v1 import detector_pb2, embedder_pb2, orchestrator_pb2, storage_pb
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.face_quality import face_quality
 from services.common.grpc_errors import translate_rpc_errors
-from services.orchestrator.clients import ServiceClients
+from services.orchestrator.api.clients import ServiceClients
 
 MAX_SEED_IMAGES = 50
 CROP_SIZE = 112

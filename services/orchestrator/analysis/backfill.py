@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.common.boxes import iou_matrix
-from services.orchestrator.face_table import FaceTable
+from services.orchestrator.analysis.face_table import FaceTable
 
 
 @dataclass(frozen=True)

@@ -11,19 +11,19 @@ from services.common.auth import audit_name, current_principal
 from services.common.errors import InvalidArgument, PermissionDenied
 from services.common.grpc_errors import translate_rpc_errors
 from services.common.ids import validate_id
-from services.orchestrator.clients import ServiceClients
-from services.orchestrator.enrolment import enroll_person, reembed_facebank
-from services.orchestrator.jobs import JobManager
-from services.orchestrator.pipeline import DETECTORS, MAX_STRIDE
-from services.orchestrator.review.service import ReviewService
-from services.orchestrator.uploads import (
+from services.common.sampling import MAX_STRIDE
+from services.orchestrator.api.clients import ServiceClients
+from services.orchestrator.api.jobs import JobManager
+from services.orchestrator.api.uploads import (
     NOT_A_VIDEO,
     UploadSessions,
     create_from_staged,
     looks_like_video,
     upload_name,
 )
-from services.tracker.registry import DEFAULT_TRACKER, TRACKERS
+from services.orchestrator.facebank.enrolment import enroll_person, reembed_facebank
+from services.orchestrator.review.service import ReviewService
+from services.orchestrator.run.options import DETECTORS, TrackerChoices
 
 SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
 
@@ -184,11 +184,12 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     def GetRunChoices(
         self, request: orchestrator_pb2.GetRunChoicesRequest, context: grpc.ServicerContext
     ) -> orchestrator_pb2.RunChoices:
+        trackers = TrackerChoices.ask(self._clients)
         return orchestrator_pb2.RunChoices(
             detectors=DETECTORS,
-            trackers=sorted(TRACKERS),
+            trackers=sorted(trackers.settings),
             default_detector=DETECTORS[0],
-            default_tracker=DEFAULT_TRACKER,
+            default_tracker=trackers.default,
             max_stride=MAX_STRIDE,
         )
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from services.orchestrator.face_table import FaceTable
+from services.orchestrator.analysis.face_table import FaceTable
 
 
 @dataclass(frozen=True)

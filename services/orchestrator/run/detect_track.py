@@ -9,32 +9,29 @@ from __future__ import annotations
 
 import collections
 import logging
-import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 import numpy as np
-from faceflow.v1 import common_pb2, detector_pb2, detector_pb2_grpc, embedder_pb2, tracker_pb2
+from faceflow.v1 import detector_pb2, tracker_pb2
 
-from services.common.errors import Cancelled, FaceflowError, FailedPrecondition, Unavailable
+from services.common.errors import Cancelled, FaceflowError, Unavailable
 from services.common.grpc_errors import translate_rpc_errors
-from services.orchestrator.artifacts import CropSaver
-from services.orchestrator.checkpoints import SegmentCheckpoints
-from services.orchestrator.clients import ServiceClients
-from services.orchestrator.face_table import FaceTable, FaceTableBuilder
-from services.orchestrator.sampler import SamplerSettings, TrackSampler
-from services.orchestrator.segments import Segment, link_tracks, plan_segments
-from services.tracker.registry import tracker_kind
+from services.orchestrator.analysis.face_table import FaceTable, FaceTableBuilder
+from services.orchestrator.api.clients import ServiceClients
+from services.orchestrator.run.artifacts import CropSaver
+from services.orchestrator.run.checkpoints import SegmentCheckpoints
+from services.orchestrator.run.embed_queue import EmbedQueue
+from services.orchestrator.run.sampler import SamplerSettings, TrackSampler
+from services.orchestrator.run.segments import Segment, link_tracks, plan_segments
+from services.orchestrator.run.tracker_session import TrackerSession
 
 log = logging.getLogger(__name__)
 
-# Crops per embedder call: big enough to amortise the call, small enough that embedding keeps
-# pace with detection instead of piling up at the end of the stream (16 x 37.6 KB per request).
-EMBED_BATCH = 16
 # Seconds between progress reports: fine enough for a smooth bar, coarse enough to be free.
 PROGRESS_INTERVAL_S = 0.5
 # Added to the quality of a face already embedded for tracking when the identity sampler picks
@@ -56,6 +53,13 @@ class StreamOptions:
     save_crops: bool = False
     # Fingerprint of everything a segment depends on (checkpoints.fingerprint); empty: no checkpoints.
     checkpoint_key: str = ""
+    # The tracker asks for embeddings and compensates camera motion (TrackerDescription.uses_appearance).
+    tracker_uses_appearance: bool = False
+
+    @property
+    def frames_total(self) -> int:
+        """Frames the run processes: every stride-th of the video."""
+        return len(range(0, self.frame_count, self.stride))
 
 
 @dataclass
@@ -78,154 +82,6 @@ class StreamResult:
     tracking_embed_s: float = 0.0  # seconds the stream waited for them
     crops: CropSaver | None = None  # finished; reindex() after tracks are split or merged
     segments_resumed: int = 0  # segments taken from checkpoints of an earlier attempt of the same run
-
-
-class _EmbedQueue:
-    """Sends crops to the embedder in batches on one background thread; remembers each crop's face row."""
-
-    def __init__(self, clients: ServiceClients) -> None:
-        self._clients = clients
-        # One batch in flight per embedder replica; results stay in submission order.
-        self._pool = ThreadPoolExecutor(max_workers=len(clients.embedders), thread_name_prefix="embed")
-        self._turn = 0
-        self._pending: list[bytes] = []
-        self.rows: list[int] = []
-        self._futures: list[Future[tuple[str, np.ndarray, float]]] = []
-        # Vectors computed synchronously for the tracker, kept for the identity stage.
-        self._lock = threading.Lock()
-        self._known_rows: list[int] = []
-        self._known_vectors: list[np.ndarray] = []
-        self._model_ids: set[str] = set()
-        self.embedded_now = 0
-        self.embed_now_s = 0.0
-
-    def add(self, samples: list[tuple[int, bytes]]) -> None:
-        for row, crop in samples:
-            self.rows.append(row)
-            self._pending.append(crop)
-            if len(self._pending) >= EMBED_BATCH:
-                self.flush()
-
-    def embed_now(self, crops: list[bytes]) -> np.ndarray:
-        """Embed crops synchronously (the tracker is waiting for them); (N, d) unit vectors."""
-        model_id, vectors, seconds = self._embed(crops)
-        with self._lock:
-            self._model_ids.add(model_id)
-            self.embedded_now += len(crops)
-            self.embed_now_s += seconds
-        return vectors
-
-    def add_known(self, row: int, vector: np.ndarray) -> None:
-        """A face row whose vector was already computed (for the tracker): reused, not re-embedded."""
-        with self._lock:
-            self._known_rows.append(row)
-            self._known_vectors.append(vector)
-
-    def flush(self) -> None:
-        if self._pending:
-            self._futures.append(self._pool.submit(self._embed, self._pending))
-            self._pending = []
-
-    def _embed(self, crops: list[bytes]) -> tuple[str, np.ndarray, float]:
-        started = time.monotonic()
-        embedders = self._clients.embedders
-        self._turn += 1
-        for attempt in range(len(embedders)):
-            try:
-                with translate_rpc_errors("embedder"):
-                    stub = embedders[(self._turn + attempt) % len(embedders)]
-                    response = stub.Embed(embedder_pb2.EmbedRequest(crops_bgr=crops))
-                break
-            except Unavailable:  # a replica went away: the same batch on the next one
-                if attempt == len(embedders) - 1:
-                    raise
-        vectors = np.array([e.values for e in response.embeddings], np.float32).reshape(len(crops), response.dim)
-        return response.model_id, vectors, time.monotonic() - started
-
-    def results(self) -> tuple[str, np.ndarray, float]:
-        """Wait for every batch; return (model id, (N, d) vectors in submission order, seconds spent).
-
-        Rows given with add_known() follow the queued ones (self.rows is extended with them).
-        """
-        self.flush()
-        model_ids: set[str] = set(self._model_ids)
-        parts: list[np.ndarray] = []
-        spent = self.embed_now_s
-        try:
-            for future in self._futures:
-                model_id, vectors, seconds = future.result()
-                model_ids.add(model_id)
-                parts.append(vectors)
-                spent += seconds
-        finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-        if self._known_rows:
-            self.rows.extend(self._known_rows)
-            parts.append(np.stack(self._known_vectors).astype(np.float32))
-        if len(model_ids) > 1:
-            # Vectors of different models must never be mixed: a rolling upgrade happened mid-run.
-            raise FailedPrecondition(f"the embedder changed model during the run ({sorted(model_ids)}); rerun")
-        if not parts:
-            return "", np.zeros((0, 0), np.float32), spent
-        return model_ids.pop(), np.concatenate(parts), spent
-
-    def abandon(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-class _TrackerSession:
-    """One Track stream driven in lock-step: send a frame, read its response; when the tracker asks
-    for embeddings, embed those faces' aligned crops at once and send the frame again with them."""
-
-    _END = object()
-
-    def __init__(
-        self,
-        clients: ServiceClients,
-        config: tracker_pb2.TrackerConfig,
-        embed_now: Callable[[list[bytes]], np.ndarray] | None = None,
-    ) -> None:
-        self._requests: queue.Queue[object] = queue.Queue()
-        self._embed_now = embed_now
-        config.embeddings_on_request = embed_now is not None
-        self._requests.put(tracker_pb2.TrackRequest(config=config))
-        self._call = clients.tracker.Track(self._request_iterator())
-
-    def _request_iterator(self) -> Iterator[tracker_pb2.TrackRequest]:
-        while True:
-            item = self._requests.get()
-            if item is self._END:
-                return
-            yield item  # type: ignore[misc]
-
-    def track(self, frame: common_pb2.FrameDetections) -> tuple[tracker_pb2.TrackResponse, dict[int, np.ndarray]]:
-        """The tracker's answer for one frame and the vectors computed for it ({face index: vector})."""
-        boxes_only = common_pb2.FrameDetections(
-            frame_index=frame.frame_index,
-            timestamp_s=frame.timestamp_s,
-            shot_boundary=frame.shot_boundary,
-            faces=[common_pb2.Face(box=f.box, score=f.score, candidate=f.candidate) for f in frame.faces],
-            camera_motion=frame.camera_motion,
-        )
-        response = self._exchange(boxes_only)
-        vectors: dict[int, np.ndarray] = {}
-        if response.embeddings_wanted and self._embed_now is not None:
-            wanted = list(response.embeddings_wanted)
-            embedded = self._embed_now([frame.faces[i].aligned_crop_bgr for i in wanted])
-            for i, vector in zip(wanted, embedded, strict=True):
-                vectors[i] = vector
-                boxes_only.faces[i].embedding.extend(vector.tolist())
-            response = self._exchange(boxes_only)
-        return response, vectors
-
-    def _exchange(self, frame: common_pb2.FrameDetections) -> tracker_pb2.TrackResponse:
-        self._requests.put(tracker_pb2.TrackRequest(frame=frame))
-        with translate_rpc_errors("tracker"):
-            return next(self._call)
-
-    def close(self) -> None:
-        self._requests.put(self._END)
-        self._call.cancel()
 
 
 @dataclass
@@ -265,7 +121,6 @@ class _Progress:
 
 
 def _run_segment(
-    detector: detector_pb2_grpc.DetectorServiceStub,
     clients: ServiceClients,
     options: StreamOptions,
     segment: Segment,
@@ -276,13 +131,13 @@ def _run_segment(
     """Detect and track one segment in its own tracker session; sample faces to embed as it goes."""
     result = SegmentResult(segment)
     sampler: TrackSampler[tuple[bytes, bytes, bool]] = TrackSampler(options.fps, options.sampler)
-    appearance = tracker_kind(options.tracker).uses_appearance
-    session = _TrackerSession(
+    appearance = options.tracker_uses_appearance
+    session = TrackerSession(
         clients,
         tracker_pb2.TrackerConfig(tracker=options.tracker, fps=options.fps, frame_stride=options.stride),
         embed_now if appearance else None,
     )
-    call = detector.DetectVideo(
+    call = clients.detector.DetectVideo(
         detector_pb2.DetectVideoRequest(
             video_uri=options.video_uri,
             start_frame=segment.overlap_start,
@@ -343,7 +198,7 @@ def _run_segment(
 class _Merger:
     """Appends segments in order: global track ids, links across borders, embedding and crops."""
 
-    def __init__(self, builder: FaceTableBuilder, embeds: _EmbedQueue, crops: CropSaver | None) -> None:
+    def __init__(self, builder: FaceTableBuilder, embeds: EmbedQueue, crops: CropSaver | None) -> None:
         self.builder = builder
         self.embeds = embeds
         self.crops = crops
@@ -398,17 +253,17 @@ def detect_track_embed(
     report: Callable[[StreamProgress], None],
     cancelled: threading.Event,
 ) -> StreamResult:
-    """Detect, track and embed an episode, sharded across the detector endpoints (one segment each
+    """Detect, track and embed an episode, sharded across the detector replicas (one segment each
     at a time; a segment whose replica fails is redone on another)."""
     started = time.monotonic()
-    detectors = clients.detectors
-    workers = clients.segment_parallelism or len(detectors)
+    workers = clients.segment_workers
     segments = plan_segments(options.frame_count, options.stride, options.fps, workers, clients.segment_s)
-    # With one balanced channel over many pods, a retry on the same channel reaches another pod.
-    attempts = max(len(detectors), 2 if workers > 1 else 1)
-    frames_total = len(range(0, options.frame_count, options.stride))
+    # A stream that broke after answering is not retried by the channel: the segment is redone, and
+    # the balanced channel sends the redo to a replica that is still there.
+    attempts = max(clients.detector_replicas, 2 if workers > 1 else 1)
+    frames_total = options.frames_total
     builder = FaceTableBuilder()
-    embeds = _EmbedQueue(clients)
+    embeds = EmbedQueue(clients)
     crops = CropSaver(clients, options.ep_id, options.run_id, options.fps) if options.save_crops else None
     merger = _Merger(builder, embeds, crops)
     progress = _Progress()
@@ -426,10 +281,9 @@ def detect_track_embed(
                 progress.add(segment.index, [f.track for f in done.faces if f.track], len(done.frames))
                 return done
         error: FaceflowError | None = None
-        for attempt in range(attempts):
-            detector = detectors[(segment.index + attempt) % len(detectors)]
+        for _ in range(attempts):
             try:
-                result = _run_segment(detector, clients, options, segment, stop, progress, embeds.embed_now)
+                result = _run_segment(clients, options, segment, stop, progress, embeds.embed_now)
                 if checkpoints is not None:
                     checkpoints.save(result)
                 return result

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
-from services.orchestrator.jobstore.base import Pool, SqlJobStore
-from services.orchestrator.jobstore.migrate import migrate
+from services.orchestrator.api.jobstore.base import Pool, SqlJobStore
+from services.orchestrator.api.jobstore.migrate import migrate
 
 # Longest wait for the write lock; writes hold it for well under a millisecond.
 BUSY_TIMEOUT_S = 30.0

@@ -8,15 +8,15 @@ from dataclasses import dataclass
 import numpy as np
 from faceflow.v1 import storage_pb2
 
-from services.orchestrator.face_table import FaceTable
-from services.orchestrator.identities import (
+from services.orchestrator.analysis.face_table import FaceTable
+from services.orchestrator.analysis.identities import (
     ClusteringSettings,
     cluster_tracks,
     cooccurrence_matrix,
     track_embedding,
 )
-from services.orchestrator.labelling import Facebank, IdentityMatch, MatchSettings, match_identities
-from services.orchestrator.screentime import ScreenTimeSettings, merge_by_label, screen_time, total_seconds
+from services.orchestrator.analysis.labelling import Facebank, IdentityMatch, MatchSettings, match_identities
+from services.orchestrator.analysis.screentime import ScreenTimeSettings, merge_by_label, screen_time, total_seconds
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from services.common.errors import (
 )
 from services.common.grpc_errors import translate_rpc_errors
 from services.common.ids import validate_id
-from services.orchestrator.clients import ServiceClients
+from services.orchestrator.api.clients import ServiceClients
 
 Header: TypeAlias = orchestrator_pb2.UploadEpisodeRequest.Header
 

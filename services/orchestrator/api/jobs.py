@@ -1,6 +1,6 @@
 """Jobs: submit (idempotent per client key), watch (a stream of progress), get, cancel, list.
 
-Jobs live in the job store (services/orchestrator/jobstore), not in this process: any replica answers
+Jobs live in the job store (services/orchestrator/api/jobstore), not in this process: any replica answers
 for any job, and a job outlives the replica that ran it. Each replica runs a dispatcher that claims
 queued jobs while it has fewer than `max_running`, renews the leases of the ones it runs (a replica
 that stops renewing loses them to another, which resumes them from their segment checkpoints), and
@@ -22,8 +22,8 @@ from faceflow.v1 import orchestrator_pb2
 from services.common.auth import Principal, Role, acting_as, audit_name, restore
 from services.common.errors import Cancelled, FaceflowError, InvalidArgument, NotFound
 from services.common.ids import validate_id
-from services.orchestrator.jobstore import Claim, JobStore
-from services.orchestrator.pipeline import ProgressEvent, new_run_id
+from services.orchestrator.api.jobstore import Claim, JobStore
+from services.orchestrator.run.pipeline import ProgressEvent, new_run_id
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +61,16 @@ class _Running:
     last_write: float = 0.0
 
 
+# Checks a run's submit; returns its options as the job records them (resolved).
+Validate = Callable[[str, orchestrator_pb2.RunOptions], orchestrator_pb2.RunOptions]
+
+
 class JobManager:
     def __init__(
         self,
         run: RunFn | dict[str, RunFn],
         labels: Callable[[], dict[str, str]],
-        validate: Callable[[str, orchestrator_pb2.RunOptions], object] = lambda *_: None,
+        validate: Validate = lambda _ep, options: options,
         *,
         store: JobStore,
         owner: str = "",
@@ -79,7 +83,8 @@ class JobManager:
         if max_running < 1:
             raise InvalidArgument(f"max_running must be >= 1, got {max_running}")
         self._runners = run if isinstance(run, dict) else {"run": run}
-        self._validate = validate  # raises before a job exists: unknown episode, unreadable video
+        # Raises before a job exists (unknown episode, unreadable video); returns the options resolved.
+        self._validate = validate
         self._labels = labels  # detector/tracker/device shown in every progress message
         self._store = store
         self._owner = owner or f"orchestrator-{uuid.uuid4().hex[:8]}"
@@ -107,7 +112,7 @@ class JobManager:
         if len(key) > MAX_KEY_LENGTH:
             raise InvalidArgument(f"idempotency_key is longer than {MAX_KEY_LENGTH} characters")
         if kind == "run":
-            self._validate(ep_id, options)
+            options = self._validate(ep_id, options)
         job_id = "job-" + uuid.uuid4().hex[:12]
         labels = self._labels()
         job = orchestrator_pb2.Job(
@@ -124,8 +129,8 @@ class JobManager:
                 job_id=job_id,
                 ep_id=ep_id,
                 state=JobState.JOB_STATE_QUEUED,
-                detector=options.detector or "retinaface",
-                tracker=options.tracker or "bytetrack",
+                detector=options.detector,
+                tracker=options.tracker,
                 device=labels.get("device", ""),
             ),
         )

@@ -1,6 +1,6 @@
 """Per-segment checkpoints: a run that dies (orchestrator killed, lease lost) resumes where it was.
 
-When a segment (~60 s of video, services/orchestrator/segments.py) has been detected and tracked, its
+When a segment (~60 s of video, services/orchestrator/run/segments.py) has been detected and tracked, its
 result is written to the run's folder as `checkpoints/segment-NNNN.ckpt` before it is merged. A
 resumed job (same run id) loads the segments it finds and redoes only the others; merging, embedding
 and everything after it run as in an uninterrupted run, on the same inputs in the same order, so the
@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from services.common.errors import NotFound
-from services.orchestrator.artifacts import read_artifact, upload_artifact
-from services.orchestrator.clients import ServiceClients
-from services.orchestrator.segments import Segment
+from services.orchestrator.api.clients import ServiceClients
+from services.orchestrator.run.artifacts import read_artifact, upload_artifact
+from services.orchestrator.run.segments import Segment
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def fingerprint(record: dict[str, Any]) -> str:
 
 
 def encode(result: Any, key: str) -> bytes:
-    """A SegmentResult (services/orchestrator/detect_track.py) as bytes."""
+    """A SegmentResult (services/orchestrator/run/detect_track.py) as bytes."""
     segment: Segment = result.segment
     blobs: list[bytes] = []
     samples = []

@@ -21,8 +21,8 @@ from typing import Any
 import psycopg
 from psycopg import pq
 
-from services.orchestrator.jobstore.base import Changes, Pool, SqlJobStore
-from services.orchestrator.jobstore.migrate import MIGRATION_LOCK, migrate
+from services.orchestrator.api.jobstore.base import Changes, Pool, SqlJobStore
+from services.orchestrator.api.jobstore.migrate import MIGRATION_LOCK, migrate
 
 CHANNEL = "faceflow_jobs"
 POOL_SIZE = 8

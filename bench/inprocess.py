@@ -24,7 +24,7 @@ import grpc
 
 from services.common.config import Settings
 from services.common.service_main import ServiceParts
-from services.orchestrator.clients import ServiceClients
+from services.orchestrator.api.clients import ServiceClients
 
 SERVICES = ("detector", "embedder", "tracker", "storage")
 
@@ -167,7 +167,7 @@ def build_detector_stub(settings: Settings, detector_settings: Any) -> InProcess
 
     model: WarmValue[LoadedDetector] = WarmValue("the detector model")
     spec, backend = load_model(settings, MODEL_NAME)
-    detector = RetinaFaceDetector(backend, detector_settings)
+    detector = RetinaFaceDetector(backend, detector_settings, spec)
     detector.detect_batch([np.zeros((360, 640, 3), np.uint8)] * 2)
     model.set(LoadedDetector(backend, detector, model_info(spec, backend)))
     server = _CapturingServer()
