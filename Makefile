@@ -21,22 +21,26 @@ system-packages-test:
 $(VENV)/bin/python: | system-packages-demo
 	$(PYTHON) -m venv $(VENV)
 
-# Generated code first: the editable install maps the `faceflow` package only if it exists.
-gen/python/faceflow/v1/.built: $(wildcard protos/faceflow/v1/*.proto) | $(VENV)/bin/python
+# Generated code first: the editable install maps the `faceflow` package only if it exists. The stubs
+# are generated into the client package's folder (client/faceflow/v1, not committed): faceflow.v1 and
+# faceflow.client are one package, the one the faceflow-client wheel ships (make client).
+client/faceflow/v1/.built: $(wildcard protos/faceflow/v1/*.proto) | $(VENV)/bin/python
 	$(PY) -m pip install --quiet --disable-pip-version-check 'grpcio-tools==1.81.*' 'mypy-protobuf>=3.6' 'protobuf>=6.33,<7'
-	rm -rf gen/python && mkdir -p gen/python
+	rm -rf client/faceflow/v1 && mkdir -p client/faceflow/v1
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m grpc_tools.protoc -Iprotos \
-	  --python_out=gen/python --grpc_python_out=gen/python \
-	  --mypy_out=gen/python --mypy_grpc_out=gen/python protos/faceflow/v1/*.proto
-	touch gen/python/faceflow/__init__.py gen/python/faceflow/v1/__init__.py $@
+	  --python_out=client --grpc_python_out=client \
+	  --mypy_out=client --mypy_grpc_out=client protos/faceflow/v1/*.proto
+	touch client/faceflow/v1/__init__.py $@
 
-$(VENV)/.installed: pyproject.toml gen/python/faceflow/v1/.built
+$(VENV)/.installed: pyproject.toml client/faceflow/v1/.built
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
 setup: $(VENV)/.installed
 
+# The stubs, and docs/api.md from the protos' comments (checked by `make lint`).
 protos: setup
+	$(PY) -m tools.protodoc --out docs/api.md
 
 models: setup
 	$(PY) -m tools.assets models --cache $(FACEFLOW_CACHE_DIR)
@@ -171,12 +175,30 @@ container-e2e: images models media $(DEPLOY_VENV)/.installed $(HELM)
 
 buf-lint: $(BUF)
 	cd protos && ../$(BUF) lint
+	tools/buf-breaking.sh $(BUF)
 
 lint: setup
-	$(VENV)/bin/ruff check services tests bench tools
+	$(VENV)/bin/ruff check services tests bench tools client
+	$(PY) -m tools.protodoc --check docs/api.md
 
 typecheck: setup
-	$(VENV)/bin/mypy services tools
+	$(VENV)/bin/mypy services tools client/faceflow/client
 
 clean:
-	rm -rf gen .pytest_cache .mypy_cache .ruff_cache data
+	rm -rf gen client/faceflow/v1 build dist .pytest_cache .mypy_cache .ruff_cache data
+
+# The Python client as a distribution of its own, faceflow-client (client/README.md): faceflow.client and
+# the generated faceflow.v1 stubs, staged in build/client and built offline with the venv's setuptools
+# into dist/. Needs only grpcio and protobuf at run time (pandas for to_pandas(): the [pandas] extra).
+.PHONY: client
+CLIENT_STAGE := build/client
+client: protos
+	rm -rf $(CLIENT_STAGE) && mkdir -p $(CLIENT_STAGE)/faceflow dist
+	cp client/pyproject.toml client/README.md $(CLIENT_STAGE)/
+	cp -r client/faceflow/client $(CLIENT_STAGE)/faceflow/client
+	cp -r client/faceflow/v1 $(CLIENT_STAGE)/faceflow/v1
+	cp client/faceflow/__init__.py $(CLIENT_STAGE)/faceflow/
+	find $(CLIENT_STAGE) -name __pycache__ -prune -exec rm -rf {} +
+	rm -f $(CLIENT_STAGE)/faceflow/v1/.built dist/faceflow_client-*.whl
+	$(VENV)/bin/python -m pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation -w dist $(CLIENT_STAGE)
+	@for wheel in dist/faceflow_client-*.whl; do echo "$$wheel: $$(stat -c %s $$wheel) bytes"; done

@@ -12,12 +12,13 @@ import sys
 from collections.abc import Sequence
 
 import grpc
+from faceflow.client import FaceflowError as ClientError
 
 from services.cli import auth, episodes, evaluate, facebank, jobs, outputs, render, review, run, up
 from services.cli.session import EXIT_FAILURE, EXIT_USER_ERROR
 from services.cli.settings import cli_settings
 from services.common import errors
-from services.common.grpc_errors import from_rpc_error
+from services.common.grpc_errors import from_rpc_error, from_status
 
 GLOBAL_OPTIONS = ("--data-root", "--storage")
 
@@ -71,7 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.storage is None:
             args.storage = cli_settings().cli_storage
-        return int(args.func(args))
+        try:
+            return int(args.func(args))
+        except ClientError as error:  # faceflow.client's errors are the same statuses, with the same sentences
+            raise from_status(error.code, error.details, "faceflow") from None
     except errors.FaceflowError as error:
         render.status(f"error: {error}")
         if isinstance(error, errors.Unauthenticated):

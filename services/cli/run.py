@@ -6,7 +6,7 @@ import argparse
 import functools
 import sys
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 from faceflow.v1 import orchestrator_pb2, storage_pb2
@@ -16,8 +16,6 @@ from services.cli import jobs, render
 from services.cli.session import EXIT_FAILURE, Session, session
 from services.common import errors
 from services.common.grpc_errors import translate_rpc_errors
-
-UPLOAD_CHUNK = 1024 * 1024
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -50,41 +48,44 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def create_episode(s: Session, video: str, ep_id: str, show: str, replace: bool) -> storage_pb2.Episode:
-    """The trusted local CLI lets the stack read the file where it is; any other caller streams it
-    (UploadEpisode), since services never open a path a remote client chose."""
+def create_episode(s: Session, video: str, ep_id: str, show: str, replace: bool) -> None:
+    """The episode's video: s3://BUCKET/KEY already in the stack's bucket; else a local file, which a
+    running stack gets as an upload (faceflow.client, resumable, progress bar) and the CLI's own local
+    stack reads where it is (services never open a path a remote client chose)."""
+    if video.startswith("s3://"):
+        if s.client is not None:
+            s.client.create_episode_from_s3(video, ep_id, show=show, replace_video=replace)
+            return
+        request = storage_pb2.CreateEpisodeRequest(ep_id=ep_id, source_uri=video, show_id=show, replace_video=replace)
+        with translate_rpc_errors("orchestrator"):
+            s.orchestrator.CreateEpisode(request)
+        return
     path = Path(video)
     if not path.is_file():
         raise errors.NotFound(f"video file {video} does not exist")
-    with translate_rpc_errors("orchestrator"):
-        if s.trusted_local:
-            return s.orchestrator.CreateEpisode(
-                storage_pb2.CreateEpisodeRequest(
-                    ep_id=ep_id, source_path=str(path.resolve()), show_id=show, replace_video=replace
-                )
-            )
+    if s.client is None:
+        request = storage_pb2.CreateEpisodeRequest(
+            ep_id=ep_id, source_path=str(path.resolve()), show_id=show, replace_video=replace
+        )
+        with translate_rpc_errors("orchestrator"):
+            s.orchestrator.CreateEpisode(request)
+        return
+    size = path.stat().st_size
+    with tqdm(total=size, unit="B", unit_scale=True, desc="upload", file=sys.stderr, disable=None) as bar:
 
-        def messages() -> Iterator[orchestrator_pb2.UploadEpisodeRequest]:
-            header = orchestrator_pb2.UploadEpisodeRequest.Header(
-                ep_id=ep_id, filename=path.name, show_id=show, replace_video=replace
-            )
-            yield orchestrator_pb2.UploadEpisodeRequest(header=header)
-            with (
-                path.open("rb") as stream,
-                tqdm(
-                    total=path.stat().st_size, unit="B", unit_scale=True, desc="upload", file=sys.stderr, disable=None
-                ) as bar,
-            ):
-                while chunk := stream.read(UPLOAD_CHUNK):
-                    bar.update(len(chunk))
-                    yield orchestrator_pb2.UploadEpisodeRequest(chunk=chunk)
+        def progress(sent: int, _total: int) -> None:
+            bar.update(sent - bar.n)
 
-        return s.orchestrator.UploadEpisode(messages())
+        s.client.upload(path, ep_id, show=show, replace_video=replace, on_progress=progress)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = sub.add_parser("run", help="run an episode and print its screen time")
-    run.add_argument("video", nargs="?", help="video file (omit to rerun an existing episode)")
+    run.add_argument(
+        "video",
+        nargs="?",
+        help="video file, or s3://BUCKET/KEY already in the stack's bucket (omit to rerun an existing episode)",
+    )
     run.add_argument("--episode", required=True, help="episode id")
     run.add_argument("--stride", type=int, default=0, help="process every Nth frame (default: ~5 per second)")
     run.add_argument("--tracker", default="bytetrack", help="bytetrack (default) or strongsort (appearance-aware)")

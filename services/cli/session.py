@@ -11,12 +11,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from faceflow.client import Client, TlsOptions
 from faceflow.v1 import orchestrator_pb2_grpc, storage_pb2, storage_pb2_grpc
 
 from services.cli import render
 from services.cli.seaweed import SeaweedServer
 from services.cli.settings import cli_settings
-from services.cli.stack import ORDER, LocalStack, local_credentials
+from services.cli.stack import ORDER, LocalStack, local_credentials, local_user
 from services.common.auth import ClientCredentials
 from services.common.config import Settings
 from services.common.grpc_errors import translate_rpc_errors
@@ -32,6 +33,10 @@ EXIT_FAILURE = 1
 TOKEN_ENV = "FACEFLOW_TOKEN"
 
 
+# How long the JWT the CLI mints for this machine's user lasts: one command against a running stack.
+LOCAL_TOKEN_TTL_S = 3600
+
+
 @dataclass
 class Session:
     orchestrator: orchestrator_pb2_grpc.OrchestratorServiceStub
@@ -39,6 +44,8 @@ class Session:
     data_root: Path | None
     # Calling with the stack's service token: the trusted local CLI, which may name files on this disk.
     trusted_local: bool = False
+    # A running stack: the Python client (faceflow.client), which uploads videos as any remote caller does.
+    client: Client | None = None
 
 
 def data_root(args: argparse.Namespace) -> Path:
@@ -63,6 +70,21 @@ def running_stack_credentials(args: argparse.Namespace) -> ClientCredentials | N
     return local_credentials(issuer) if issuer.service_token() else None
 
 
+def running_stack_client(args: argparse.Namespace, orchestrator_addr: str, storage_addr: str) -> Client:
+    """faceflow.client for a running stack, as the user: FACEFLOW_TOKEN, else (on the machine that runs
+    `faceflow up` with this data root) a short-lived admin JWT for this machine's user from its issuer."""
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        issuer = LocalIssuer.at(data_root(args))
+        if issuer.service_token():
+            token = issuer.mint("admin", f"{local_user()}@local", LOCAL_TOKEN_TTL_S)
+    settings = Settings.from_env()
+    tls: bool | TlsOptions = False
+    if settings.tls_ca_file or settings.tls_cert_file:  # the stack speaks TLS (services/common/tls.py)
+        tls = TlsOptions(settings.tls_ca_file, settings.tls_cert_file or None, settings.tls_key_file or None)
+    return Client(orchestrator_addr, token=token or None, tls=tls, storage_address=storage_addr)
+
+
 @contextmanager
 def session(args: argparse.Namespace, services: tuple[str, ...] = ORDER) -> Iterator[Session]:
     """Use the services at FACEFLOW_ORCHESTRATOR_ADDR / FACEFLOW_STORAGE_ADDR, or start a local stack."""
@@ -73,12 +95,14 @@ def session(args: argparse.Namespace, services: tuple[str, ...] = ORDER) -> Iter
         with (
             open_channel(orchestrator_addr, tls, CHANNEL_OPTIONS, credentials) as o,
             open_channel(storage_addr, tls, CHANNEL_OPTIONS, credentials) as s,
+            running_stack_client(args, orchestrator_addr, storage_addr) as client,
         ):
             yield Session(
                 orchestrator_pb2_grpc.OrchestratorServiceStub(o),
                 storage_pb2_grpc.StorageServiceStub(s),
                 None,
                 trusted_local=bool(credentials and credentials.service_token),
+                client=client,
             )
         return
     root = data_root(args)

@@ -52,6 +52,7 @@ _BY_SERVICE: dict[str, dict[str, Role]] = {
         "StageUpload": Role.SERVICE,
         "CheckUploadCapacity": Role.SERVICE,
         "DiscardUpload": Role.SERVICE,
+        "StageObject": Role.SERVICE,
         "PutArtifact": Role.SERVICE,
         "PutTrackCrop": Role.SERVICE,
         "PutTrackCropIndex": Role.SERVICE,

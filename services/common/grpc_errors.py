@@ -35,12 +35,17 @@ def from_rpc_error(error: grpc.RpcError, service: str) -> errors.FaceflowError:
     """Turn a failed call into the domain error it stands for, keeping the server's sentence."""
     code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
     details = error.details() if hasattr(error, "details") else str(error)
-    cls = _FROM_STATUS.get(code)
+    return from_status(code, details, service)
+
+
+def from_status(code: grpc.StatusCode | None, details: str, service: str) -> errors.FaceflowError:
+    """The domain error a gRPC status stands for, with the server's sentence."""
+    cls = _FROM_STATUS.get(code) if code is not None else None
     if cls is None:
         return errors.Unavailable(f"{service} failed ({code.name if code else 'UNKNOWN'}): {details}")
     if cls is errors.Unavailable:
         return cls(f"{service} is unavailable: {details}")
-    return cls(details or f"{service} returned {code.name}")
+    return cls(details or f"{service} returned {code.name if code else 'UNKNOWN'}")
 
 
 @contextmanager

@@ -204,6 +204,11 @@ class StorageBackend(Facebank, Protocol):
         Returns the largest upload that would be taken now."""
         ...
 
+    def stage_object(self, source_uri: str) -> storage_pb2.StagedUpload:
+        """Copy s3://BUCKET/KEY (the configured bucket, outside the store's prefix) into staging, like
+        stage_upload; FailedPrecondition on a backend without a bucket."""
+        ...
+
     def discard_upload(self, upload_id: str) -> None: ...
 
     def sweep_staging(self, older_than_s: float, now: float | None = None) -> int:

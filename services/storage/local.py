@@ -367,5 +367,10 @@ class LocalStorage(FacebankCalls):
     def discard_upload(self, upload_id: str) -> None:
         self._staging.discard_upload(upload_id)
 
+    def stage_object(self, source_uri: str) -> storage_pb2.StagedUpload:
+        raise FailedPrecondition(
+            "s3:// sources need the S3 storage backend (FACEFLOW_STORAGE_BACKEND=s3); upload the video instead"
+        )
+
     def sweep_staging(self, older_than_s: float, now: float | None = None) -> int:
         return self._staging.sweep_staging(older_than_s, now)

@@ -39,7 +39,7 @@ from services.storage.backend import (
 )
 from services.storage.local_root import atomic_write_bytes, remove_episode_folder
 from services.storage.s3_facebank import S3Facebank
-from services.storage.s3_records import UPLOAD_RECORD, S3Keys, S3Records, key_of, missing_episode
+from services.storage.s3_records import UPLOAD_RECORD, S3Keys, S3Records, key_of, missing_episode, source_key
 from services.storage.s3_settings import S3Settings
 from services.storage.s3_transport import S3Transport
 
@@ -98,14 +98,21 @@ class S3Storage(FacebankCalls):
             reader = self._s3.upload(f"stage {filename}", video_key, limited(chunks, self.limits.max_bytes))
             if reader.size == 0:
                 raise InvalidArgument(f"the upload of {filename!r} is empty (0 bytes)")
-            record = {"video_key": video_key, "size_bytes": reader.size, "sha256": reader.digest.hexdigest()}
+            sha256 = reader.digest.hexdigest()
+            record = {"video_key": video_key, "size_bytes": reader.size, "sha256": sha256}
             self._s3.put(f"record upload {upload_id}", record_key, json.dumps(record).encode())
         except BaseException:
             self._s3.delete_quietly([video_key, record_key])
             raise
         return storage_pb2.StagedUpload(
-            upload_id=upload_id, uri=self._s3.presign(video_key), size_bytes=reader.size, sha256=record["sha256"]
+            upload_id=upload_id, uri=self._s3.presign(video_key), size_bytes=reader.size, sha256=sha256
         )
+
+    def stage_object(self, source_uri: str) -> storage_pb2.StagedUpload:
+        """Streams the object through stage_upload: the same size limit, checksum and record."""
+        key = source_key(source_uri, self._s3.bucket, self._keys.prefix)
+        chunks = self._s3.download(key, NotFound(f"{source_uri} does not exist"))
+        return self.stage_upload(key.rsplit("/", 1)[-1], chunks)
 
     def check_upload_capacity(self, size_bytes: int) -> int:
         """Only the size limit: a bucket has no free space to run out of (its quota is the operator's)."""

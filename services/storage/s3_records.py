@@ -26,7 +26,7 @@ from faceflow.v1 import storage_pb2
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from services.common.errors import NotFound, Unavailable
+from services.common.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 from services.common.ids import validate_id
 from services.storage.backend import DEFAULT_SHOW, EPISODE_RECORD, record_json
 from services.storage.s3_transport import S3Transport
@@ -66,6 +66,22 @@ def key_of(uri: str, bucket: str) -> str:
     """The object key of an s3://bucket/key URI stored in a record ('' for anything else)."""
     head = f"s3://{bucket}/"
     return uri[len(head) :] if uri.startswith(head) else ""
+
+
+def source_key(uri: str, bucket: str, prefix: str) -> str:
+    """The key of a video source s3://BUCKET/KEY: only the configured bucket, never under the store's
+    own prefix (episodes, runs, the facebank are not sources), no '..' or empty segments."""
+    if not uri.startswith("s3://"):
+        raise InvalidArgument(f"a video source must be s3://{bucket}/KEY, got {uri!r}")
+    named_bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if named_bucket != bucket:
+        raise PermissionDenied(f"only videos in the configured bucket {bucket!r} can be sources")
+    parts = key.split("/")
+    if not key or any(p in ("", ".", "..") for p in parts):
+        raise InvalidArgument(f"{uri!r} does not name an object (s3://{bucket}/FOLDER/VIDEO.mp4)")
+    if prefix and (key == prefix or key.startswith(prefix + "/")):
+        raise PermissionDenied(f"objects under {prefix}/ are faceflow's own store, not video sources")
+    return key
 
 
 def missing_episode(ep_id: str) -> NotFound:

@@ -54,6 +54,11 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             max_bytes=self._backend.check_upload_capacity(request.size_bytes)
         )
 
+    def StageObject(
+        self, request: storage_pb2.StageObjectRequest, context: grpc.ServicerContext
+    ) -> storage_pb2.StagedUpload:
+        return self._backend.stage_object(request.source_uri)
+
     def DiscardUpload(
         self, request: storage_pb2.DiscardUploadRequest, context: grpc.ServicerContext
     ) -> storage_pb2.DiscardUploadResponse:

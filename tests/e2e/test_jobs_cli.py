@@ -19,8 +19,17 @@ pytestmark = pytest.mark.e2e
 JobState = orchestrator_pb2.JobState
 
 
-def faceflow(stack: LocalStack | None, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FACEFLOW_ORCHESTRATOR_", "FACEFLOW_STORAGE_"))}
+def faceflow(
+    stack: LocalStack | None, *args: str, timeout: float = 600, token: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """The CLI against `stack` as a running stack; as the trusted local user, or with a user's token."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("FACEFLOW_ORCHESTRATOR_", "FACEFLOW_STORAGE_", "FACEFLOW_TOKEN"))
+    }
+    if token:
+        env["FACEFLOW_TOKEN"] = token
     data_root = ["--data-root", str(stack.data_root)] if stack else []
     if stack is not None:
         env |= {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import urllib.request
@@ -15,6 +16,8 @@ from faceflow.v1 import orchestrator_pb2, orchestrator_pb2_grpc, storage_pb2, st
 
 from services.cli.seaweed import SeaweedServer
 from services.cli.stack import LocalStack
+from services.common.auth import ClientCredentials
+from services.common.local_issuer import LocalIssuer
 
 pytestmark = pytest.mark.e2e
 SUCCEEDED = orchestrator_pb2.JOB_STATE_SUCCEEDED
@@ -44,13 +47,7 @@ def s3_stack(s3: SeaweedServer, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 def _objects(s3: SeaweedServer, ep_id: str) -> int:
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3.endpoint_url,
-        aws_access_key_id=s3.access_key,
-        aws_secret_access_key=s3.secret_key,
-        region_name="us-east-1",
-    )
+    client = _boto(s3)
     paginator = client.get_paginator("list_objects_v2")
     return sum(
         len(page.get("Contents", []))
@@ -114,6 +111,68 @@ def test_s3_run_matches_local_run_and_serves_crops(
     assert len(keys) >= 4 and keys == sorted(keys)  # a 4 s track, one crop per second: two pages of 3
     body = urllib.request.urlopen(page.items[-1].url if page.items else "", timeout=10).read()
     assert body[:2] == b"\xff\xd8"  # a JPEG
+
+
+def test_an_episode_from_a_video_already_in_the_bucket(
+    s3_stack: tuple[LocalStack, dict], s3: SeaweedServer, stubs: dict, sample_episode: Path, media: Path
+) -> None:
+    """s3://BUCKET/KEY sources: a user (a reviewer's JWT, not the trusted CLI) names an object of the
+    configured bucket; storage stages a copy and the orchestrator probes it like an upload. Other
+    buckets, faceflow's own keys, missing objects and non-videos are refused, and the local backend
+    says it needs S3."""
+    stack, _ = s3_stack
+    client = _boto(s3)
+    client.upload_file(str(sample_episode / "episode.mp4"), s3.bucket, "ingest/season-1/episode.mp4")
+    client.upload_file(str(media / "multi_face.jpg"), s3.bucket, "ingest/season-1/still.jpg")
+    token = LocalIssuer.at(stack.data_root).mint("reviewer", "ingest-tester", 600)
+    with stack.channel("orchestrator", ClientCredentials(bearer=token)) as channel:
+        orchestrator = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
+
+        def create(ep_id: str, uri: str) -> storage_pb2.Episode:
+            return orchestrator.CreateEpisode(storage_pb2.CreateEpisodeRequest(ep_id=ep_id, source_uri=uri))
+
+        episode = create("from-bucket", f"s3://{s3.bucket}/ingest/season-1/episode.mp4")
+        assert (episode.video.width, episode.video.height, episode.video.frame_count) == (1280, 720, 1050)
+        stored = _read_episode(s3_stack[1]["storage"], "from-bucket")
+        assert stored.video_sha256 == hashlib.sha256((sample_episode / "episode.mp4").read_bytes()).hexdigest()
+        refused = {
+            "s3://other-bucket/ingest/season-1/episode.mp4": grpc.StatusCode.PERMISSION_DENIED,
+            f"s3://{s3.bucket}/faceflow/episodes/from-bucket/video.mp4": grpc.StatusCode.PERMISSION_DENIED,
+            f"s3://{s3.bucket}/ingest/../faceflow/x.mp4": grpc.StatusCode.INVALID_ARGUMENT,
+            f"s3://{s3.bucket}/ingest/missing.mp4": grpc.StatusCode.NOT_FOUND,
+            f"s3://{s3.bucket}/ingest/season-1/still.jpg": grpc.StatusCode.INVALID_ARGUMENT,
+            "https://example.org/episode.mp4": grpc.StatusCode.INVALID_ARGUMENT,
+        }
+        for index, (uri, code) in enumerate(refused.items()):
+            with pytest.raises(grpc.RpcError) as caught:
+                create(f"refused-{index}", uri)
+            assert caught.value.code() == code, (uri, caught.value.details())
+            if uri.endswith("still.jpg"):  # named by its file name, never by where it was staged
+                assert "still.jpg" in str(caught.value.details()) and "staging" not in str(caught.value.details())
+        # Nothing half-written: no refused episode, no staged copy left behind.
+        listed = {e.ep_id for e in s3_stack[1]["storage"].ListEpisodes(storage_pb2.ListEpisodesRequest()).episodes}
+        assert not any(ep.startswith("refused-") for ep in listed)
+        staged = client.list_objects_v2(Bucket=s3.bucket, Prefix="faceflow/staging/").get("KeyCount", 0)
+        assert staged == 0
+    with pytest.raises(grpc.RpcError) as caught:  # the local backend has no bucket to take it from
+        stubs["orchestrator"].CreateEpisode(
+            storage_pb2.CreateEpisodeRequest(ep_id="local-s3", source_uri=f"s3://{s3.bucket}/ingest/season-1/episode.mp4")
+        )
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "S3" in caught.value.details()
+
+
+def _read_episode(storage, ep_id: str) -> storage_pb2.Episode:  # type: ignore[no-untyped-def]
+    return storage.GetEpisode(storage_pb2.GetEpisodeRequest(ep_id=ep_id))
+
+
+def _boto(s3: SeaweedServer):  # type: ignore[no-untyped-def]
+    return boto3.client(
+        "s3",
+        endpoint_url=s3.endpoint_url,
+        aws_access_key_id=s3.access_key,
+        aws_secret_access_key=s3.secret_key,
+        region_name="us-east-1",
+    )
 
 
 def test_delete_keeps_or_removes_s3_objects_as_asked(

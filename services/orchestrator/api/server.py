@@ -17,6 +17,7 @@ from services.orchestrator.api.jobs import JobManager
 from services.orchestrator.api.uploads import (
     NOT_A_VIDEO,
     UploadSessions,
+    create_from_object,
     create_from_staged,
     looks_like_video,
     upload_name,
@@ -45,9 +46,12 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         validate_id("episode", request.ep_id)
         if request.upload_id:
             raise InvalidArgument("upload_id is internal to storage: upload with BeginUpload or UploadEpisode")
+        if request.source_uri:
+            return create_from_object(self._clients, request)
         if not request.source_path:
             raise InvalidArgument(
-                "source_path is empty: upload the video (BeginUpload/UploadChunk/FinishUpload or UploadEpisode)"
+                "no video: upload it (BeginUpload/UploadChunk/FinishUpload or UploadEpisode), or name one already "
+                "in the bucket as source_uri (s3://BUCKET/KEY)"
             )
         principal = current_principal()
         if not (self._allow_local_sources and principal is not None and principal.is_service):

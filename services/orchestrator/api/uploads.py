@@ -135,6 +135,21 @@ def create_from_staged(
         raise
 
 
+def create_from_object(clients: ServiceClients, request: storage_pb2.CreateEpisodeRequest) -> storage_pb2.Episode:
+    """An episode from a video already in the bucket (s3://BUCKET/KEY): storage checks the name and
+    stages a copy, then it is probed and stored exactly like an upload."""
+    validate_id("episode", request.ep_id)
+    with translate_rpc_errors("storage"):
+        staged = clients.storage.StageObject(storage_pb2.StageObjectRequest(source_uri=request.source_uri))
+    header = Header(
+        ep_id=request.ep_id,
+        filename=request.source_uri.rsplit("/", 1)[-1],
+        show_id=request.show_id,
+        replace_video=request.replace_video,
+    )
+    return create_from_staged(clients, header, staged)
+
+
 def _probe_and_create(
     clients: ServiceClients, header: Header, staged: storage_pb2.StagedUpload, name: str
 ) -> storage_pb2.Episode:

@@ -133,6 +133,8 @@ def _translate(
     translated = orchestrator_pb2.ReviewOp()
     translated.CopyFrom(op)
     kind = op.WhichOneof("op")
+    if kind is None:
+        raise FailedPrecondition("a review record holds no operation")
     inner: Any = getattr(translated, kind)
     for name in ("identity_id", "source_identity_id", "target_identity_id"):
         old = getattr(inner, name, "")
