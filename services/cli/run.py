@@ -88,7 +88,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     run.add_argument("--episode", required=True, help="episode id")
     run.add_argument("--stride", type=int, default=0, help="process every Nth frame (default: ~5 per second)")
-    run.add_argument("--tracker", default="bytetrack", help="bytetrack (default) or strongsort (appearance-aware)")
+    run.add_argument(
+        "--tracker",
+        default="",
+        help="bytetrack or strongsort (appearance-aware); default: the tracker service's (bytetrack)",
+    )
     run.add_argument(
         "--no-track-refine",
         action="store_true",
