@@ -147,7 +147,7 @@ def test_real_cuts_split_tracks_and_no_face_video_gives_nothing(stack: LocalStac
 
 
 def test_bad_input_from_the_cli(stack: LocalStack, media: Path, tmp_path: Path) -> None:
-    # This machine's user, against the running stack: its data root's service token, no FACEFLOW_TOKEN.
+    # This machine's user, against the running stack (no FACEFLOW_TOKEN): videos are uploaded.
     env = {
         "FACEFLOW_ORCHESTRATOR_ADDR": stack.address("orchestrator"),
         "FACEFLOW_STORAGE_ADDR": stack.address("storage"),
@@ -160,7 +160,7 @@ def test_bad_input_from_the_cli(stack: LocalStack, media: Path, tmp_path: Path) 
     truncated.write_bytes((media / "WolfgangLanger_Pexels.mp4").read_bytes()[:300_000])
     cases = [
         (("run", str(tmp_path / "missing.mp4"), "--episode", "bad-1"), "does not exist"),
-        (("run", str(text), "--episode", "bad-2"), "cannot be opened as a video"),
+        (("run", str(text), "--episode", "bad-2"), "does not start like a video file"),  # uploaded, sniffed
         (("run", str(truncated), "--episode", "bad-3"), "truncated"),
         (("run", "--episode", "never-made"), "does not exist"),
         (("run", str(media / "single_face.mp4"), "--episode", "../etc"), "episode id"),
