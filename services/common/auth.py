@@ -28,6 +28,7 @@ from typing import Any
 
 import grpc
 import jwt
+from faceflow.client.policy import MetadataInterceptor
 
 from services.common.config import Settings
 from services.common.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Unauthenticated
@@ -334,42 +335,6 @@ class ClientCredentials:
         return pairs
 
     def intercept(self, channel: grpc.Channel) -> grpc.Channel:
-        return grpc.intercept_channel(channel, _MetadataInterceptor(self))
+        return grpc.intercept_channel(channel, MetadataInterceptor(self.metadata))
 
 
-class _CallDetails(grpc.ClientCallDetails):
-    def __init__(self, base: grpc.ClientCallDetails, metadata: list[tuple[str, str | bytes]]) -> None:
-        self.method = base.method
-        self.timeout = base.timeout
-        self.metadata = metadata
-        self.credentials = base.credentials
-        self.wait_for_ready = getattr(base, "wait_for_ready", None)
-        self.compression = getattr(base, "compression", None)
-
-
-class _MetadataInterceptor(
-    grpc.UnaryUnaryClientInterceptor,
-    grpc.UnaryStreamClientInterceptor,
-    grpc.StreamUnaryClientInterceptor,
-    grpc.StreamStreamClientInterceptor,
-):
-    def __init__(self, credentials: ClientCredentials) -> None:
-        self._credentials = credentials
-
-    def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
-        own = self._credentials.metadata()
-        names = {k for k, _ in own}
-        kept = [(k, v) for k, v in (details.metadata or ()) if k not in names]
-        return _CallDetails(details, [*kept, *own])
-
-    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(self._details(details), request)
-
-    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(self._details(details), request)
-
-    def intercept_stream_unary(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
-        return continuation(self._details(details), request_iterator)
-
-    def intercept_stream_stream(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
-        return continuation(self._details(details), request_iterator)

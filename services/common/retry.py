@@ -1,51 +1,21 @@
 """The one retry policy of every gRPC client in faceflow: the channel retries, the code does not.
 
-gRPC's service config retries a call that failed with UNAVAILABLE (the peer is down, restarting or
-draining) with exponential backoff, and round_robin spreads calls over every address of a channel,
-so a retry reaches another replica when one is gone. That covers unary calls and streams that have
-not answered yet; a stream that broke after answering (a detector replica dying mid-segment) is
-work the caller redoes (services/orchestrator/run/detect_track.py), not a transport retry.
-
-Only UNAVAILABLE is retried: every faceflow RPC that can see it is safe to repeat (reads, and
-writes keyed by the caller: artifacts by name, review records by sequence number, jobs by
-idempotency key).
+The policy itself (retry UNAVAILABLE with backoff, round_robin over a channel's addresses) is
+faceflow.client.policy's, so services and remote clients behave alike; here is what only the services
+need: a replica list as one balanced channel. A stream that broke after answering (a detector replica
+dying mid-segment) is work the caller redoes (services/orchestrator/run/detect_track.py), not a
+transport retry.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from faceflow.client.policy import MAX_ATTEMPTS, RETRY_OPTIONS
 
 from services.common.errors import FailedPrecondition
 
-# 5 attempts over ~3 s (0.2 + 0.4 + 0.8 + 1.6 s, jittered by gRPC): long enough for a supervised
-# service to restart (its reconnect backoff is capped at 2 s) or a balanced channel to drop a dead
-# pod, short enough that a caller with nothing to reach hears UNAVAILABLE within its patience.
-MAX_ATTEMPTS = 5
-INITIAL_BACKOFF_S = 0.2
-MAX_BACKOFF_S = 2.0
-
-SERVICE_CONFIG = json.dumps(
-    {
-        "loadBalancingConfig": [{"round_robin": {}}],
-        "methodConfig": [
-            {
-                "name": [{}],  # every method of every service
-                "retryPolicy": {
-                    "maxAttempts": MAX_ATTEMPTS,
-                    "initialBackoff": f"{INITIAL_BACKOFF_S}s",
-                    "maxBackoff": f"{MAX_BACKOFF_S}s",
-                    "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
-                },
-            }
-        ],
-    }
-)
-RETRY_OPTIONS: tuple[tuple[str, Any], ...] = (
-    ("grpc.enable_retries", 1),
-    ("grpc.service_config", SERVICE_CONFIG),
-)
+__all__ = ["MAX_ATTEMPTS", "RETRY_OPTIONS", "replica_target"]
 
 
 def replica_target(addresses: str) -> tuple[str, tuple[tuple[str, Any], ...]]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from faceflow.client.policy import CHANNEL_OPTIONS as POLICY_OPTIONS
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
@@ -24,26 +25,13 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from services.common.auth import AccessCheck, acting_as, restore
 from services.common.errors import FaceflowError
 from services.common.grpc_errors import status_for
-from services.common.retry import RETRY_OPTIONS
 from services.common.tls import TlsConfig
 
 log = logging.getLogger(__name__)
 
-# 64 MiB: a batch of 1,000 aligned crops (37 KB each) fits in one message; larger artifacts stream.
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-CHANNEL_OPTIONS = [
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    # A restarted peer (a supervised service, a rescheduled pod) is reached again within ~2 s: grpc's
-    # default reconnect backoff grows to 120 s, and calls fail at once while it waits.
-    ("grpc.initial_reconnect_backoff_ms", 500),
-    ("grpc.min_reconnect_backoff_ms", 500),
-    ("grpc.max_reconnect_backoff_ms", 2_000),
-    # Retries and balancing: services/common/retry.py.
-    *RETRY_OPTIONS,
-]
+# Message limits, keepalive, reconnect backoff and the retry policy: faceflow.client.policy, shared with
+# remote clients (services/common/retry.py adds replica lists).
+CHANNEL_OPTIONS = list(POLICY_OPTIONS)
 
 
 @dataclass

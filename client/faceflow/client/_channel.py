@@ -13,8 +13,7 @@ TLS; plaintext is meant for loopback, e.g. a local `faceflow up`).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,45 +23,15 @@ import grpc.aio
 
 from faceflow.client._version import __version__
 from faceflow.client.errors import InvalidArgument
+from faceflow.client.policy import CHANNEL_OPTIONS as BASE_OPTIONS
+from faceflow.client.policy import MetadataInterceptor, merged
 
 # A token, or a function returning the current one (called before every call: refresh it there).
 TokenSource = str | Callable[[], str]
 
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-MAX_ATTEMPTS = 5
-INITIAL_BACKOFF_S = 0.2
-MAX_BACKOFF_S = 2.0
 AUTHORIZATION = "authorization"
-
-SERVICE_CONFIG = json.dumps(
-    {
-        "loadBalancingConfig": [{"round_robin": {}}],
-        "methodConfig": [
-            {
-                "name": [{}],  # every method of every service
-                "retryPolicy": {
-                    "maxAttempts": MAX_ATTEMPTS,
-                    "initialBackoff": f"{INITIAL_BACKOFF_S}s",
-                    "maxBackoff": f"{MAX_BACKOFF_S}s",
-                    "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
-                },
-            }
-        ],
-    }
-)
-
 CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    # A restarted service is reached again within ~2 s, not after gRPC's default backoff of up to 120 s.
-    ("grpc.initial_reconnect_backoff_ms", 500),
-    ("grpc.min_reconnect_backoff_ms", 500),
-    ("grpc.max_reconnect_backoff_ms", 2_000),
-    ("grpc.enable_retries", 1),
-    ("grpc.service_config", SERVICE_CONFIG),
+    *BASE_OPTIONS,
     ("grpc.primary_user_agent", f"faceflow-client/{__version__}"),
 )
 
@@ -116,48 +85,6 @@ class _TokenPlugin(grpc.AuthMetadataPlugin):
         callback(metadata, None)
 
 
-def _with_token(metadata: Sequence[tuple[str, Any]] | None, token: TokenSource) -> list[tuple[str, Any]]:
-    own = bearer(token)
-    return [*((k, v) for k, v in (metadata or ()) if k != AUTHORIZATION), *own]
-
-
-class _Details(grpc.ClientCallDetails):
-    def __init__(self, base: grpc.ClientCallDetails, metadata: list[tuple[str, Any]]) -> None:
-        self.method = base.method
-        self.timeout = base.timeout
-        self.metadata = metadata
-        self.credentials = base.credentials
-        self.wait_for_ready = getattr(base, "wait_for_ready", None)
-        self.compression = getattr(base, "compression", None)
-
-
-class _TokenInterceptor(
-    grpc.UnaryUnaryClientInterceptor,
-    grpc.UnaryStreamClientInterceptor,
-    grpc.StreamUnaryClientInterceptor,
-    grpc.StreamStreamClientInterceptor,
-):
-    """The token on every call of a plaintext channel."""
-
-    def __init__(self, token: TokenSource) -> None:
-        self._token = token
-
-    def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
-        return _Details(details, _with_token(details.metadata, self._token))
-
-    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(self._details(details), request)
-
-    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(self._details(details), request)
-
-    def intercept_stream_unary(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
-        return continuation(self._details(details), request_iterator)
-
-    def intercept_stream_stream(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
-        return continuation(self._details(details), request_iterator)
-
-
 class _AioToken:
     """The token on every call of a plaintext asyncio channel (the client makes unary and server-streaming
     calls only). grpc.aio files an interceptor under the first kind it is an instance of, so each kind
@@ -167,7 +94,7 @@ class _AioToken:
         self._token = token
 
     def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        metadata = grpc.aio.Metadata(*_with_token(list(details.metadata or ()), self._token))
+        metadata = grpc.aio.Metadata(*merged(list(details.metadata or ()), bearer(self._token)))
         return grpc.aio.ClientCallDetails(
             details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
         )
@@ -195,7 +122,9 @@ def open_channel(address: str, tls: bool | TlsOptions, token: TokenSource | None
     if tls:
         return grpc.secure_channel(address, _secure_credentials(tls, token), options=CHANNEL_OPTIONS)
     channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
-    return grpc.intercept_channel(channel, _TokenInterceptor(token)) if token is not None else channel
+    if token is None:
+        return channel
+    return grpc.intercept_channel(channel, MetadataInterceptor(lambda: bearer(token)))
 
 
 def open_aio_channel(address: str, tls: bool | TlsOptions, token: TokenSource | None) -> grpc.aio.Channel:
