@@ -16,6 +16,7 @@ from services.cli import jobs, render
 from services.cli.session import EXIT_FAILURE, Session, session
 from services.common import errors
 from services.common.grpc_errors import translate_rpc_errors
+from services.common.sampling import check_stride
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -27,6 +28,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         show_id=args.show,
         det_score_threshold=args.det_threshold,
     )
+    # The stride's one rule, before a long upload rather than after it (the server checks it again).
+    check_stride(args.stride, "about 5 frames per second of video")
     with session(args) as s:
         if args.video:
             create_episode(s, args.video, args.episode, args.show, args.replace_video)
