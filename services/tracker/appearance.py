@@ -23,9 +23,9 @@ _TINY_NORM = 1e-12  # a vector shorter than this has no direction
 @dataclass
 class AppearanceTrack(Track):
     feature: FloatArray | None = None  # unit vector, the average appearance
-    feature_update: int = -(10**9)  # update counter of the last embedding taken into `feature`
+    feature_update: float = -(10**9)  # tracker clock of the last embedding taken into `feature`
 
-    def observe(self, vector: FloatArray, momentum: float, now: int) -> None:
+    def observe(self, vector: FloatArray, momentum: float, now: float) -> None:
         """Take one unit embedding into the average: momentum is the weight of the old average."""
         feature = vector if self.feature is None else momentum * self.feature + (1.0 - momentum) * vector
         norm = float(np.linalg.norm(feature))

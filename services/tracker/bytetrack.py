@@ -130,10 +130,9 @@ class ByteTracker(CascadeTracker[Track]):
             frame = TrackerFrame.of(frame, scores)  # validates shapes and values
         boxes = frame.boxes
         confidences = capped_confidences(frame, settings.high_score)
-        self._update_count += 1
-        now = self._update_count
+        now = self._advance(frame)
 
-        self._predict()
+        self._predict(steps=frame.steps)
 
         def associate(
             tracks: list[Track], candidates: IndexArray, max_distance: float, weak: bool
@@ -155,8 +154,8 @@ class ByteTracker(CascadeTracker[Track]):
         new_tracks: list[Track] = []
         for detection in cascade.young.unmatched_detections:
             if confidences[detection] >= settings.new_track_score:
-                score = float(confidences[detection])
-                track = Track.started(self._new_track_id(), self._kalman, boxes[detection], score, now == 1, now)
+                score, first = float(confidences[detection]), self._first_update
+                track = Track.started(self._new_track_id(), self._kalman, boxes[detection], score, first, now)
                 new_tracks.append(track)
                 matches.append((track, int(detection)))
 

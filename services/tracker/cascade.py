@@ -75,12 +75,12 @@ class Track:
     score: float
     confirmed: bool
     state: TrackState
-    first_update: int  # tracker update counter when the track started
-    last_matched_update: int
+    first_update: float  # tracker clock (strides since the sequence start) when the track started
+    last_matched_update: float
 
     @classmethod
     def started(
-        cls, track_id: int, kalman: KalmanBoxFilter, box_xyxy: FloatArray, score: float, confirmed: bool, now: int
+        cls, track_id: int, kalman: KalmanBoxFilter, box_xyxy: FloatArray, score: float, confirmed: bool, now: float
     ) -> Self:
         """A new track on one detection at update `now`."""
         mean, covariance = kalman.initiate(xyxy_to_cxcyah(box_xyxy))
@@ -90,14 +90,14 @@ class Track:
         return cxcyah_to_xyxy(self.mean[:4])
 
     @property
-    def followed_updates(self) -> int:
+    def followed_updates(self) -> float:
         return self.last_matched_update - self.first_update
 
     def correct(self, kalman: KalmanBoxFilter, box_xyxy: FloatArray, noise_scale: float = 1.0) -> None:
         """Correct the predicted state with a detection box."""
         self.mean, self.covariance = kalman.update(self.mean, self.covariance, xyxy_to_cxcyah(box_xyxy), noise_scale)
 
-    def matched(self, score: float, now: int) -> None:
+    def matched(self, score: float, now: float) -> None:
         """Matched at update `now`: tracked, and confirmed (a second hit confirms a new track; lost
         tracks were confirmed already)."""
         self.score = score
@@ -145,17 +145,30 @@ class CascadeTracker(Generic[T]):
         self._tracked: list[T] = []  # confirmed and unconfirmed tracks matched last update
         self._lost: list[T] = []
         self._update_count = 0  # updates since construction or the last reset()
+        self._clock = 0.0  # strides since construction or the last reset() (TrackerFrame.steps summed)
 
     def reset(self) -> None:
         """Forget all tracks (e.g. at a shot cut). Ids keep increasing so old ids are never reused."""
         self._tracked = []
         self._lost = []
         self._update_count = 0
+        self._clock = 0.0
 
-    def _predict(self, camera_motion: FloatArray | None = None) -> None:
+    def _advance(self, frame: TrackerFrame) -> float:
+        """Count one update and move the clock by the frame's steps; the clock is "now"."""
+        self._update_count += 1
+        self._clock += frame.steps
+        return self._clock
+
+    @property
+    def _first_update(self) -> bool:
+        """This update is the first of its sequence: tracks starting now are trusted at once."""
+        return self._update_count == 1
+
+    def _predict(self, camera_motion: FloatArray | None = None, steps: float = 1.0) -> None:
         """Move every live track to this frame, lost ones too, so all tracks stay on the same clock."""
         tracks = self._tracked + self._lost
-        means, covariances = predicted_states(self._kalman, tracks, camera_motion)
+        means, covariances = predicted_states(self._kalman, tracks, camera_motion, steps)
         for row, track in enumerate(tracks):
             track.mean, track.covariance = means[row], covariances[row]
 
@@ -182,9 +195,9 @@ def usable_mask(boxes: FloatArray, min_side: float = 0.0) -> BoolArray:
 
 
 def predicted_states(
-    kalman: KalmanBoxFilter, tracks: Sequence[Track], camera_motion: FloatArray | None = None
+    kalman: KalmanBoxFilter, tracks: Sequence[Track], camera_motion: FloatArray | None = None, steps: float = 1.0
 ) -> tuple[FloatArray, FloatArray]:
-    """States of `tracks` moved by the camera (when given) and predicted one step; nothing is committed."""
+    """States of `tracks` moved by the camera (when given) and predicted `steps` strides; nothing is committed."""
     if not tracks:
         return np.zeros((0, 8)), np.zeros((0, 8, 8))
     means = np.stack([track.mean for track in tracks])
@@ -193,7 +206,7 @@ def predicted_states(
         means, covariances = warp_states(means, covariances, camera_motion)
     lost = np.array([track.state is TrackState.LOST for track in tracks])
     means[lost, 7] = 0.0  # an unobserved face should not keep growing or shrinking
-    return kalman.multi_predict(means, covariances)
+    return kalman.multi_predict(means, covariances, steps)
 
 
 def run_cascade(

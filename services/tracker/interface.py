@@ -56,7 +56,9 @@ class TrackerFrame:
     boxes: (N, 4) pixels (x1, y1, x2, y2); scores: (N,) detector confidences; candidate: (N,) True
     for faces below the detector's confidence rule; embeddings: (N, D) unit vectors, rows of faces
     without one are NaN (D = 0 when no face has one); camera_motion: 2x3 affine mapping pixel
-    coordinates of the previous processed frame to this one, or None when unknown.
+    coordinates of the previous processed frame to this one, or None when unknown; steps: time
+    since the previous frame of the stream, in frame strides (1 at uniform sampling, a fraction
+    where the caller processed frames in between).
     """
 
     boxes: FloatArray
@@ -64,9 +66,12 @@ class TrackerFrame:
     candidate: BoolArray = field(default_factory=lambda: np.zeros(0, bool))
     embeddings: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
     camera_motion: FloatArray | None = None
+    steps: float = 1.0
 
     def __post_init__(self) -> None:
         n = len(self.boxes)
+        if not (math.isfinite(self.steps) and self.steps > 0):
+            raise ValueError(f"steps must be a finite number > 0, got {self.steps}")
         if self.boxes.shape != (n, 4):
             raise ValueError(f"boxes must have shape (N, 4) as (x1, y1, x2, y2), got shape {self.boxes.shape}")
         if self.scores.shape != (n,):
@@ -90,6 +95,7 @@ class TrackerFrame:
         candidate: npt.ArrayLike | None = None,
         embeddings: dict[int, npt.ArrayLike] | None = None,
         camera_motion: npt.ArrayLike | None = None,
+        steps: float = 1.0,
     ) -> TrackerFrame:
         """Build a frame from plain arrays; `embeddings` maps a face index to its vector."""
         try:
@@ -114,7 +120,7 @@ class TrackerFrame:
                     raise ValueError(f"embedding for face {index}, but the frame has {n} faces")
                 vectors[index] = np.asarray(vector, dtype=np.float64).reshape(-1)
         motion = None if camera_motion is None else np.asarray(camera_motion, dtype=np.float64).reshape(2, 3)
-        return cls(boxes, confidences, flags, vectors, motion)
+        return cls(boxes, confidences, flags, vectors, motion, float(steps))
 
     def __len__(self) -> int:
         return len(self.boxes)

@@ -5,11 +5,14 @@ width and height lets the aspect, which barely changes for a face, get a tiny no
 height carries the scale. All position and velocity noise is proportional to the box height, so a
 400 px close-up and a 30 px background face are trusted alike relative to their size.
 
-One time step is one tracker update() call; with a frame stride the velocities are per step, not
-per video frame, which keeps the filter independent of how often the caller samples frames.
+One time step is one frame stride (one update() call at uniform sampling); velocities are per
+step, not per video frame, which keeps the filter independent of how often the caller samples
+frames. A caller that densifies (frames closer than the stride) predicts fractions of a step.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import numpy.typing as npt
@@ -78,9 +81,6 @@ class KalmanBoxFilter:
             )
         self._std_weight_position = std_weight_position
         self._std_weight_velocity = std_weight_velocity
-        # x_{t+1} = x_t + v_t (one step); velocities unchanged.
-        self._transition = np.eye(STATE_SIZE)
-        self._transition[:MEASUREMENT_SIZE, MEASUREMENT_SIZE:] = np.eye(MEASUREMENT_SIZE)
         # The detector observes (cx, cy, a, h) directly.
         self._observation = np.eye(MEASUREMENT_SIZE, STATE_SIZE)
 
@@ -105,13 +105,18 @@ class KalmanBoxFilter:
         )
         return mean, np.diag(np.square(std))
 
-    def predict(self, mean: FloatArray, covariance: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """Advance one state by one step."""
-        means, covariances = self.multi_predict(mean[np.newaxis], covariance[np.newaxis])
+    def predict(self, mean: FloatArray, covariance: FloatArray, steps: float = 1.0) -> tuple[FloatArray, FloatArray]:
+        """Advance one state by `steps` steps."""
+        means, covariances = self.multi_predict(mean[np.newaxis], covariance[np.newaxis], steps)
         return means[0], covariances[0]
 
-    def multi_predict(self, means: FloatArray, covariances: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """Advance N states (N, 8) with covariances (N, 8, 8) by one step in one vectorised pass."""
+    def multi_predict(
+        self, means: FloatArray, covariances: FloatArray, steps: float = 1.0
+    ) -> tuple[FloatArray, FloatArray]:
+        """Advance N states (N, 8) with covariances (N, 8, 8) by `steps` steps (> 0, fractions allowed)
+        in one vectorised pass: x += steps * v, and the process noise (a random walk) grows with time."""
+        if not (math.isfinite(steps) and steps > 0):
+            raise ValueError(f"steps must be a finite number > 0, got {steps}")
         means = np.asarray(means, dtype=np.float64)
         covariances = np.asarray(covariances, dtype=np.float64)
         if means.shape[0] == 0:
@@ -136,9 +141,12 @@ class KalmanBoxFilter:
         )
         process_noise = np.zeros((means.shape[0], STATE_SIZE, STATE_SIZE))
         diagonal = np.arange(STATE_SIZE)
-        process_noise[:, diagonal, diagonal] = np.square(std)
-        predicted_means = means @ self._transition.T
-        predicted_covariances = self._transition @ covariances @ self._transition.T + process_noise
+        process_noise[:, diagonal, diagonal] = np.square(std) * steps
+        # x_{t+steps} = x_t + steps * v_t; velocities unchanged.
+        transition = np.eye(STATE_SIZE)
+        transition[:MEASUREMENT_SIZE, MEASUREMENT_SIZE:] = steps * np.eye(MEASUREMENT_SIZE)
+        predicted_means = means @ transition.T
+        predicted_covariances = transition @ covariances @ transition.T + process_noise
         return predicted_means, predicted_covariances
 
     def update(

@@ -15,8 +15,9 @@ from services.tracker.registry import describe_trackers, make_tracker
 SERVICE_NAME = tracker_pb2.DESCRIPTOR.services_by_name["TrackerService"].full_name
 
 
-def frame_from_proto(frame: common_pb2.FrameDetections) -> TrackerFrame:
-    """The tracker's view of one frame; raises InvalidArgument on malformed values."""
+def frame_from_proto(frame: common_pb2.FrameDetections, steps: float = 1.0) -> TrackerFrame:
+    """The tracker's view of one frame, `steps` strides after the stream's previous one; raises
+    InvalidArgument on malformed values."""
     faces = frame.faces
     try:
         return TrackerFrame.of(
@@ -25,6 +26,7 @@ def frame_from_proto(frame: common_pb2.FrameDetections) -> TrackerFrame:
             np.array([f.candidate for f in faces], bool),
             {i: np.asarray(f.embedding, np.float64) for i, f in enumerate(faces) if len(f.embedding)},
             np.asarray(frame.camera_motion, np.float64) if len(frame.camera_motion) else None,
+            steps,
         )
     except ValueError as error:  # non-finite boxes, mixed embedding sizes, a bad affine
         raise InvalidArgument(f"frame {frame.frame_index}: {error}") from None
@@ -46,8 +48,12 @@ class TrackerServicer(tracker_pb2_grpc.TrackerServiceServicer):
             raise InvalidArgument("the first message of a Track stream must be a TrackerConfig")
         tracker = make_tracker(first.config)
         ask_for_embeddings = first.config.embeddings_on_request
+        # Frames may come closer than the stride (a caller densifying around events): the tracker's
+        # clock moves by the real gap, in strides.
+        stride = first.config.frame_stride or 1
         last_frame = -1
         asked_frame = -1  # the frame whose embeddings were asked for, expected again next
+        steps = 1.0
         for request in request_iterator:
             if request.WhichOneof("payload") != "frame":
                 raise InvalidArgument("only the first message of a Track stream may be a TrackerConfig")
@@ -61,8 +67,10 @@ class TrackerServicer(tracker_pb2_grpc.TrackerServiceServicer):
                 raise InvalidArgument(
                     f"frame {asked_frame} must be sent again with the embeddings asked for, got {proto.frame_index}"
                 )
+            if not resent:  # the same frame again moves the clock once
+                steps = (proto.frame_index - last_frame) / stride if last_frame >= 0 else 1.0
             last_frame, asked_frame = proto.frame_index, -1
-            frame = frame_from_proto(proto)
+            frame = frame_from_proto(proto, steps)
             if proto.shot_boundary and not resent:
                 tracker.reset()  # no track may span a cut
             if ask_for_embeddings and not resent:

@@ -191,10 +191,10 @@ class StrongSortTracker(CascadeTracker[AppearanceTrack]):
         if not tracks or len(frame) == 0 or s.max_embeddings_per_frame == 0:
             return []
         detections = self._detections(frame)
-        means, _ = predicted_states(self._kalman, tracks, self._camera_motion(frame))
+        means, _ = predicted_states(self._kalman, tracks, self._camera_motion(frame), frame.steps)
         overlap = iou_matrix(cxcyah_to_xyxy(means[:, :4]), detections.boxes)
         overlap[:, ~detections.usable] = 0.0
-        now = self._update_count + 1
+        now = self._clock + frame.steps
         in_motion = np.array([self._in_motion(t, now) for t in tracks])
         has_feature = np.array([t.feature is not None for t in tracks])
         near = (overlap > s.ambiguity_iou) & in_motion[:, np.newaxis]
@@ -248,11 +248,10 @@ class StrongSortTracker(CascadeTracker[AppearanceTrack]):
     def update(self, frame: TrackerFrame) -> list[TrackAssignment]:
         s = self._settings
         detections = self._detections(frame)
-        self._update_count += 1
-        now = self._update_count
+        now = self._advance(frame)
         confidences = detections.confidences
 
-        self._predict(self._camera_motion(frame))
+        self._predict(self._camera_motion(frame), frame.steps)
 
         # 1-3. ByteTrack's cascade (services/tracker/cascade.py) with overlap and appearance costs.
         def associate(
@@ -291,7 +290,7 @@ class StrongSortTracker(CascadeTracker[AppearanceTrack]):
         for d in left:
             if int(d) in taken or confidences[d] < s.new_track_score:
                 continue
-            track = self._start_track(detections, int(d), confirmed=now == 1)
+            track = self._start_track(detections, int(d), confirmed=self._first_update)
             new_tracks.append(track)
             matches.append((track, int(d)))
 
@@ -313,7 +312,7 @@ class StrongSortTracker(CascadeTracker[AppearanceTrack]):
     def _detections(self, frame: TrackerFrame) -> FrameView:
         return FrameView.of(frame, self._settings.high_score, self._settings.ambiguity_iou)
 
-    def _in_motion(self, track: AppearanceTrack, now: int) -> bool:
+    def _in_motion(self, track: AppearanceTrack, now: float) -> bool:
         """Whether a track takes part in overlap matching at update `now`."""
         return track.state is TrackState.TRACKED or now - track.last_matched_update <= self._lost_buffer
 
@@ -349,7 +348,7 @@ class StrongSortTracker(CascadeTracker[AppearanceTrack]):
     ) -> list[tuple[AppearanceTrack, int]]:
         """Lost tracks (not in `exclude`, by id()) re-attached to candidates by appearance alone."""
         s = self._settings
-        now = self._update_count
+        now = self._clock
         lost = [
             t
             for t in self._tracked + self._lost
@@ -373,12 +372,12 @@ class StrongSortTracker(CascadeTracker[AppearanceTrack]):
                 scale = float(np.clip((1.0 - score) / max(1.0 - s.high_score, 1e-6), s.nsa_min_scale, 1.0))
             track.correct(self._kalman, detections.boxes[d], scale)
         if (vector := detections.clean_embedding(d)) is not None:
-            track.observe(vector, self._settings.feature_momentum, self._update_count)
-        track.matched(score, self._update_count)
+            track.observe(vector, self._settings.feature_momentum, self._clock)
+        track.matched(score, self._clock)
 
     def _start_track(self, detections: FrameView, d: int, confirmed: bool) -> AppearanceTrack:
-        score, now = float(detections.confidences[d]), self._update_count
+        score, now = float(detections.confidences[d]), self._clock
         track = AppearanceTrack.started(self._new_track_id(), self._kalman, detections.boxes[d], score, confirmed, now)
         if (vector := detections.clean_embedding(d)) is not None:
-            track.observe(vector, self._settings.feature_momentum, self._update_count)
+            track.observe(vector, self._settings.feature_momentum, self._clock)
         return track

@@ -95,3 +95,19 @@ def test_multi_predict_accepts_no_tracks() -> None:
     means, covariances = KalmanBoxFilter().multi_predict(np.zeros((0, 8)), np.zeros((0, 8, 8)))
     assert means.shape == (0, 8)
     assert covariances.shape == (0, 8, 8)
+
+
+def test_fractional_steps_move_the_box_by_that_fraction_of_its_velocity() -> None:
+    kalman = KalmanBoxFilter()
+    mean, covariance = kalman.initiate(xyxy_to_cxcyah([100.0, 100.0, 140.0, 140.0]))
+    mean[4] = 20.0  # 20 px per step (one stride)
+    whole, whole_cov = kalman.predict(mean, covariance)
+    tenth, tenth_cov = kalman.predict(mean, covariance, steps=0.1)
+    assert whole[0] == pytest.approx(mean[0] + 20.0) and tenth[0] == pytest.approx(mean[0] + 2.0)
+    assert np.trace(tenth_cov) < np.trace(whole_cov)  # less time, less uncertainty added
+    ten_tenths = mean, covariance
+    for _ in range(10):
+        ten_tenths = kalman.predict(*ten_tenths, steps=0.1)
+    assert ten_tenths[0][:4] == pytest.approx(whole[:4])
+    with pytest.raises(ValueError, match="steps"):
+        kalman.predict(mean, covariance, steps=0.0)

@@ -183,3 +183,30 @@ def test_the_registry_builds_every_tracker_with_its_settings() -> None:
         settings = tracker_settings(name, 50.0, 2)
         assert isinstance(settings, kind.settings_type)
         assert (settings.frame_rate, settings.frame_stride) == (50.0, 2)
+
+
+def _follow_uneven(name: str, even_clock: bool) -> tuple[set[int], list[int]]:
+    """A 40 px face moving 1.5 px per frame, sampled every 10th frame, then every frame (adaptive
+    sampling densifying around something), then every 10th again. Returns (ids, frames lost)."""
+    tracker = _tracker(name, stride=10)
+    frames = [*range(0, 100, 10), *range(100, 130), *range(130, 201, 10)]
+    ids: set[int] = set()
+    lost = []
+    previous = None
+    for frame in frames:
+        x = 100.0 + 1.5 * frame
+        steps = 1.0 if even_clock or previous is None else (frame - previous) / 10
+        previous = frame
+        assignments = tracker.update(TrackerFrame.of([[x, 100.0, x + 40.0, 140.0]], [0.95], steps=steps))
+        ids.update(a.track_id for a in assignments)
+        if not assignments:
+            lost.append(frame)
+    return ids, lost
+
+
+@pytest.mark.parametrize("name", sorted(TRACKERS))
+def test_uneven_gaps_keep_a_moving_face_on_one_track(name: str) -> None:
+    """The tracker's clock moves by each gap (TrackerFrame.steps), so its velocity stays per stride
+    when frames come closer."""
+    ids, lost = _follow_uneven(name, even_clock=False)
+    assert len(ids) == 1 and lost == []
