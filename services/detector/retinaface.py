@@ -305,7 +305,7 @@ class RetinaFaceDetector:
         self, frames: list[np.ndarray], height: int, width: int, include_candidates: bool
     ) -> list[Detections]:
         net_h, net_w = network_size(height, width, self._settings.max_side)
-        batch = np.stack([self._preprocess(f, net_h, net_w) for f in frames])
+        batch = self._preprocess(frames, net_h, net_w)
         outputs = self._backend.infer(batch)
         if len(outputs) < 3:
             raise FailedPrecondition(
@@ -323,16 +323,19 @@ class RetinaFaceDetector:
             for b in range(len(frames))
         ]
 
-    def _preprocess(self, frame: np.ndarray, net_h: int, net_w: int) -> np.ndarray:
-        if (net_h, net_w) != frame.shape[:2]:
+    def _preprocess(self, frames: list[np.ndarray], net_h: int, net_w: int) -> np.ndarray:
+        """(N, 3, net_h, net_w) float32 network input: resized, channel order, (pixel - mean) / std.
+        OpenCV's blobFromImages does the cast, mean, swap and NCHW layout in one native pass (the
+        numpy version cost ~1/4 of the model time at 720p)."""
+        if (net_h, net_w) != frames[0].shape[:2]:
             # INTER_AREA averages source pixels when shrinking: no aliasing on fine textures.
-            frame = cv2.resize(frame, (net_w, net_h), interpolation=cv2.INTER_AREA)
-        if self._layout.rgb:
-            frame = frame[..., ::-1]
-        image = frame.astype(np.float32) - self._mean
+            frames = [cv2.resize(f, (net_w, net_h), interpolation=cv2.INTER_AREA) for f in frames]
+        mean = tuple(float(v) for v in self._mean)
+        blob = cv2.dnn.blobFromImages(frames, 1.0, (net_w, net_h), mean, swapRB=self._layout.rgb, crop=False)
+        batch: np.ndarray = np.asarray(blob, dtype=np.float32)
         if self._std is not None:
-            image /= self._std
-        return np.ascontiguousarray(image.transpose(2, 0, 1))
+            batch = batch / self._std.reshape(1, 3, 1, 1)
+        return batch
 
     def _postprocess(
         self,

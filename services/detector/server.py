@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import cv2
 import grpc
@@ -19,6 +21,7 @@ from services.common.errors import InvalidArgument
 from services.common.face_quality import face_quality
 from services.common.sampling import check_stride
 from services.common.warm import WarmValue
+from services.detector.adaptive import AdaptiveSampler, AdaptiveSettings, Chunk
 from services.detector.camera_motion import CameraMotionEstimator
 from services.detector.display_crops import display_crop_jpeg
 from services.detector.retinaface import RetinaFaceDetector
@@ -30,6 +33,10 @@ SERVICE_NAME = detector_pb2.DESCRIPTOR.services_by_name["DetectorService"].full_
 # Decoded frames waiting for the model: decoding runs ahead in its own thread (OpenCV releases the
 # GIL) so decode and inference overlap; 2 batches ahead is enough to hide decode time.
 PREFETCH_BATCHES = 2
+# Adaptive sampling keeps every decoded frame of a chunk (2.7 MB each at 720p) until its windows are
+# settled: 2 base frames per chunk (20 frames at stride 10, ~55 MB) and one chunk decoded ahead.
+ADAPTIVE_CHUNK_BASE_FRAMES = 2
+ADAPTIVE_PREFETCH_CHUNKS = 1
 # Encoded images above this are refused (a 50 MP JPEG is ~25 MB).
 MAX_IMAGE_BYTES = 40 * 1024 * 1024
 
@@ -124,44 +131,36 @@ class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
         detector = self._detector(request.score_threshold)
         probe = probe_video(request.video_uri)
         start, end, stride = _frame_range(request, probe.frame_count)
-        batch_size = detector.settings.max_batch
-        batches: queue.Queue[list[_Decoded] | BaseException | None] = queue.Queue(PREFETCH_BATCHES)
-        stop = threading.Event()
-        decoder = threading.Thread(
-            target=_decode_batches,
-            args=(probe.uri, start, end, stride, batch_size, batches, stop, request.include_camera_motion),
-            name="decode",
-            daemon=True,
-        )
-        decoder.start()
-        try:
-            while context.is_active():
-                item = batches.get()
-                if item is None:
+
+        adaptive = AdaptiveSettings()
+        reduced = detector.with_settings(replace(detector.settings, max_side=adaptive.reduced_max_side))
+
+        def detect(frames: Sequence[np.ndarray], reduce: bool = False) -> list[Detections]:
+            if not frames:
+                return []
+            with self._lock:
+                return (reduced if reduce else detector).detect_batch(list(frames), request.include_candidates)
+
+        motion = request.include_camera_motion
+        stream: Generator[_Processed, None, None]
+        if request.adaptive_sampling:
+            stream = _adaptive_frames(probe, start, end, stride, detect, motion, adaptive)
+        else:
+            stream = _strided_frames(probe.uri, start, end, stride, detector.settings.max_batch, detect, motion)
+        with contextlib.closing(stream):
+            for index, frame, detections, cut, affine in stream:
+                if not context.is_active():
                     return
-                if isinstance(item, BaseException):
-                    raise item
-                with self._lock:
-                    results = detector.detect_batch([frame for _, frame, _, _ in item], request.include_candidates)
-                for (index, frame, cut, motion), detections in zip(item, results, strict=True):
-                    yield detector_pb2.DetectVideoResponse(
-                        frame=common_pb2.FrameDetections(
-                            frame_index=index,
-                            timestamp_s=index / probe.fps,
-                            faces=faces_to_proto(
-                                frame, detections, request.include_crops, request.include_display_crops
-                            ),
-                            shot_boundary=cut,
-                            camera_motion=[] if motion is None else motion.reshape(-1).tolist(),
-                        )
+                faces = faces_to_proto(frame, detections, request.include_crops, request.include_display_crops)
+                yield detector_pb2.DetectVideoResponse(
+                    frame=common_pb2.FrameDetections(
+                        frame_index=index,
+                        timestamp_s=index / probe.fps,
+                        faces=faces,
+                        shot_boundary=cut,
+                        camera_motion=[] if affine is None else affine.reshape(-1).tolist(),
                     )
-        finally:
-            stop.set()
-            while decoder.is_alive():  # unblock a producer waiting on a full queue
-                try:
-                    batches.get_nowait()
-                except queue.Empty:
-                    decoder.join(0.05)
+                )
 
     def GetModelInfo(
         self, request: detector_pb2.GetModelInfoRequest, context: grpc.ServicerContext
@@ -181,6 +180,34 @@ def _frame_range(request: detector_pb2.DetectVideoRequest, frame_count: int) -> 
     return request.start_frame, end, stride
 
 
+@contextlib.contextmanager
+def _decoding(target: Callable[..., None], args: tuple[Any, ...], out: queue.Queue[Any]) -> Iterator[Iterator[Any]]:
+    """Run a decoder thread that puts items, then an exception or None, into `out`; yields the items.
+    On exit the thread is stopped (and unblocked if it waits on a full queue)."""
+    stop = threading.Event()
+    decoder = threading.Thread(target=target, args=(*args, stop), name="decode", daemon=True)
+    decoder.start()
+
+    def items() -> Iterator[Any]:
+        while True:
+            item = out.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    try:
+        yield items()
+    finally:
+        stop.set()
+        while decoder.is_alive():
+            try:
+                out.get_nowait()
+            except queue.Empty:
+                decoder.join(0.05)
+
+
 # (frame index, BGR frame, starts a shot, camera motion since the previous processed frame or None)
 _Decoded = tuple[int, np.ndarray, bool, "np.ndarray | None"]
 
@@ -191,9 +218,9 @@ def _decode_batches(
     end: int,
     stride: int,
     batch_size: int,
+    camera_motion: bool,
     out: queue.Queue[list[_Decoded] | BaseException | None],
     stop: threading.Event,
-    camera_motion: bool = False,
 ) -> None:
     cuts = ShotCutDetector()
     motion = CameraMotionEstimator() if camera_motion else None
@@ -214,6 +241,88 @@ def _decode_batches(
                 batch = []
         if batch:
             out.put(batch)
+        out.put(None)
+    except BaseException as error:  # handed to the RPC thread, which raises it to the client
+        out.put(error)
+
+
+# (frame index, BGR frame, faces, starts a shot, camera motion since the previous processed frame)
+_Processed = tuple[int, np.ndarray, Detections, bool, "np.ndarray | None"]
+_Detect = Callable[[Sequence[np.ndarray], bool], list[Detections]]
+
+
+def _strided_frames(
+    uri: str, start: int, end: int, stride: int, batch: int, detect: _Detect, camera_motion: bool
+) -> Generator[_Processed, None, None]:
+    """Every stride-th frame, detected in batches while the next ones decode."""
+    batches: queue.Queue[list[_Decoded] | BaseException | None] = queue.Queue(PREFETCH_BATCHES)
+    with _decoding(_decode_batches, (uri, start, end, stride, batch, camera_motion, batches), batches) as items:
+        for item in items:
+            results = detect([frame for _, frame, _, _ in item], False)
+            for (index, frame, cut, motion), detections in zip(item, results, strict=True):
+                yield index, frame, detections, cut, motion
+
+
+def _adaptive_frames(
+    probe: VideoProbe,
+    start: int,
+    end: int,
+    stride: int,
+    detect: _Detect,
+    camera_motion: bool,
+    settings: AdaptiveSettings,
+) -> Generator[_Processed, None, None]:
+    """Every stride-th frame and the frames between that adaptive sampling asks for, in order."""
+    chunks: queue.Queue[Chunk | BaseException | None] = queue.Queue(ADAPTIVE_PREFETCH_CHUNKS)
+    decode = (probe.uri, start, end, stride, ADAPTIVE_CHUNK_BASE_FRAMES, end == probe.frame_count, chunks)
+    cuts = ShotCutDetector()
+    sampler = AdaptiveSampler(detect, cuts.compare, cuts.settings.max_correlation, settings)
+    motion = CameraMotionEstimator() if camera_motion else None
+    with _decoding(_decode_chunks, decode, chunks) as items:
+        for chunk in items:
+            for p in sampler.process(chunk):
+                affine = None
+                if motion is not None:
+                    if p.cut:
+                        motion.reset()  # no motion across a cut: the tracker starts over anyway
+                    affine = motion.estimate(p.frame)
+                yield p.index, p.frame, p.detections, p.cut, affine
+
+
+def _decode_chunks(
+    uri: str,
+    start: int,
+    end: int,
+    stride: int,
+    base_per_chunk: int,
+    video_end: bool,
+    out: queue.Queue[Chunk | BaseException | None],
+    stop: threading.Event,
+) -> None:
+    """Every frame, in chunks of `base_per_chunk` stride-th frames with the frames between (adaptive
+    sampling). At the end of the video its last frame is a base frame too, so the tail is covered;
+    elsewhere the frames after the last base frame belong to the next segment's first window."""
+    cuts = ShotCutDetector()
+    frames: dict[int, np.ndarray] = {}
+    base: list[int] = []
+    cut_before: dict[int, bool] = {}
+    last = -1
+    try:
+        for index, frame in iter_frames(uri, start, end, 1):
+            if stop.is_set():
+                return
+            frames[index], last = frame, index
+            if (index - start) % stride == 0:
+                base.append(index)
+                cut_before[index] = cuts.is_cut(frame)
+                if len(base) == base_per_chunk:
+                    out.put(Chunk(frames, base, cut_before))
+                    frames, base, cut_before = {}, [], {}
+        if video_end and last in frames and last not in cut_before:
+            base.append(last)
+            cut_before[last] = cuts.is_cut(frames[last])
+        if base:
+            out.put(Chunk({i: f for i, f in frames.items() if i <= base[-1]}, base, cut_before))
         out.put(None)
     except BaseException as error:  # handed to the RPC thread, which raises it to the client
         out.put(error)

@@ -70,6 +70,10 @@ class ShotCutDetector:
             return None
         return float(cv2.compareHist(previous, current, cv2.HISTCMP_CORREL))
 
+    def compare(self, a_bgr: np.ndarray, b_bgr: np.ndarray) -> float:
+        """Histogram correlation of two frames (stateless)."""
+        return float(cv2.compareHist(self.histogram(a_bgr), self.histogram(b_bgr), cv2.HISTCMP_CORREL))
+
     def is_cut(self, frame_bgr: np.ndarray) -> bool:
         """True when this frame starts a new shot (the first frame of a sequence is not a cut)."""
         correlation = self.correlation(frame_bgr)
