@@ -106,6 +106,9 @@ class EvalReport:
         def f(value: float | None, digits: int = 3) -> str:
             return "-" if value is None else f"{value:.{digits}f}"
 
+        def pct(value: float | None) -> str:
+            return "-" if value is None else f"{100 * value:+.1f}"  # a signed percentage
+
         lines = [
             f"frames evaluated      {self.frames_evaluated} (stride {self.stride})",
             f"GT faces              {self.gt_faces_required} required, {self.gt_faces_ignored} ignored (<50% visible)",
@@ -118,15 +121,15 @@ class EvalReport:
             + (f" (tracks {', '.join(map(str, self.cut_spanning_track_ids))})" if self.cut_spanning_track_ids else ""),
             f"identities            {self.predicted_identity_count} predicted for {self.true_person_count} people",
             f"BCubed P / R / F      {f(self.bcubed_precision)} / {f(self.bcubed_recall)} / {f(self.bcubed_f)}",
-            f"screen time |rel err| {f(self.mean_abs_screentime_rel_error)} (mean over people)",
+            f"screen time error %   {pct(self.mean_abs_screentime_rel_error).lstrip('+')} (mean |error %| over people)",
             f"unenrolled labelled   {self.unenrolled_labelled_seconds:.2f} s",
             "",
-            f"{'person':20s} {'GT s':>7s} {'pred s':>7s} {'rel err':>8s} {'label cov':>9s} {'wrong s':>7s}  identities",
+            f"{'person':20s} {'GT s':>7s} {'pred s':>7s} {'error %':>8s} {'label cov':>9s} {'wrong s':>7s}  identities",
         ]
         for p in self.persons:
             lines.append(
                 f"{p.person_id:20s} {p.gt_seconds:7.2f} {p.predicted_seconds:7.2f} "
-                f"{f(p.screentime_rel_error):>8s} {f(p.label_coverage):>9s} {f(p.wrong_label_seconds, 2):>7s}  "
+                f"{pct(p.screentime_rel_error):>8s} {f(p.label_coverage):>9s} {f(p.wrong_label_seconds, 2):>7s}  "
                 f"{','.join(p.identities) or '-'}"
             )
         if self.subsets:

@@ -1,4 +1,4 @@
-"""Composite a ~42 s multi-person sample episode with exact ground truth, for end-to-end evaluation.
+"""Composite a ~46 s multi-person sample episode with exact ground truth, for end-to-end evaluation.
 
 Why synthetic: no licensed TV episode with per-frame face boxes and identities exists in the
 project's media, but real photos and real face clips do. Faces are annotated once on each clean

@@ -3,7 +3,7 @@
 services/evaluation/sample_episode.py renders it and writes the ground truth; the face boxes here were
 annotated once on the clean photos (RetinaFace, checked by eye).
 
-Episode: 1280x720, 25 fps, 1050 frames (42 s), mp4v. Shots, separated by hard cuts (frames are
+Episode: 1280x720, 25 fps, 1150 frames (46 s), mp4v. Shots, separated by hard cuts (frames are
 0-based, end exclusive); shots tagged "occlusion" form the occlusion subset the metrics report on:
 
 ====  ===========  ==========================================================================
@@ -34,6 +34,10 @@ shot  frames       content
 11    950-1050     [occlusion, reentry] Biden stays; the t1 man walks out through the right border,
                    is gone ~2.2 s (longer than ByteTrack's 1 s lost buffer), and walks back in
                    (same person id). Over the sky of noface_face.mov.
+12    1050-1150    [occlusion, crossing, small-fast] A small Obama (obama.jpg, 40 px face) crosses
+                   at a constant 4.5 px per frame (~22 px per processed frame at stride 5) behind
+                   the nearly static t1 man (130 px face, mid-frame): seen ~1 s, fully hidden ~1.8 s,
+                   seen ~1 s again. Over the sky (no_face.mp4).
 ====  ===========  ==========================================================================
 
 Enrolment images (never used in the episode): obama3.jpg for Obama, frame 400 of
@@ -152,6 +156,15 @@ def _keyframe_at(keys: tuple[tuple[float, float, float, float], ...], t: float) 
                 k0[3] + u * (k1[3] - k0[3]),
             )
     return keys[-1][1:]
+
+
+def _steady(
+    x: tuple[float, float], y: float, height: float, frames: int
+) -> tuple[tuple[float, float, float, float], ...]:
+    """A straight path at constant speed: one keyframe per frame of the shot, since _keyframe_at
+    comes to a stop at every keyframe (collinear keyframes alone would give stop-and-go motion)."""
+    last = max(1, frames - 1)
+    return tuple((k / last, x[0] + (x[1] - x[0]) * k / last, y, height) for k in range(frames))
 
 
 @dataclass(frozen=True)
@@ -339,5 +352,19 @@ SHOTS: tuple[Shot, ...] = (
             ),
         ),
         tags=("occlusion", "reentry"),
+    ),
+    PhotoShot(
+        100,
+        "Small and fast: a small Obama crosses behind the t1 man, hidden ~1.8 s",
+        "no_face.mp4",
+        8,
+        0.9,
+        (1.04, 1.0),
+        (
+            # 446 px in 99 frames: 4.5 px per frame, the face's own width every ~6 frames.
+            Actor("obama", "obama.jpg", _steady((417, 863), 305, 40, 100)),
+            Actor("t1_standing_man", "t1.jpg", ((0, 640, 330, 130), (1, 646, 328, 132)), (1.02, 0.98)),
+        ),
+        tags=("occlusion", "crossing", "small-fast"),
     ),
 )

@@ -19,7 +19,7 @@ from services.cli.stack import LocalStack
 pytestmark = pytest.mark.e2e
 JobState = orchestrator_pb2.JobState
 OPTIONS = orchestrator_pb2.RunOptions(stride=5, skip_crops=True)
-# Ten-second segments: the 42 s sample is five of them, so a kill mid-run leaves some done.
+# Ten-second segments: the 46 s sample is five of them, so a kill mid-run leaves some done.
 ENV = {"FACEFLOW_SEGMENT_S": "10", "FACEFLOW_JOB_LEASE_S": "5"}
 
 

@@ -132,7 +132,7 @@ def test_an_episode_from_a_video_already_in_the_bucket(
             return orchestrator.CreateEpisode(storage_pb2.CreateEpisodeRequest(ep_id=ep_id, source_uri=uri))
 
         episode = create("from-bucket", f"s3://{s3.bucket}/ingest/season-1/episode.mp4")
-        assert (episode.video.width, episode.video.height, episode.video.frame_count) == (1280, 720, 1050)
+        assert (episode.video.width, episode.video.height, episode.video.frame_count) == (1280, 720, 1150)
         stored = _read_episode(s3_stack[1]["storage"], "from-bucket")
         assert stored.video_sha256 == hashlib.sha256((sample_episode / "episode.mp4").read_bytes()).hexdigest()
         refused = {

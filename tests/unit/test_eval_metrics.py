@@ -328,3 +328,26 @@ def test_table_and_json_show_scene_subsets(
     data = json.loads(capsys.readouterr().out)
     assert data["subsets"]["occlusion"]["recall"] == 1.0 and data["cut_spanning_track_ids"] == [1]
     assert isinstance(evaluate(run, two_people_gt), EvalReport)
+
+
+def test_table_and_json_show_screen_time_per_person(
+    tmp_path: Path, two_people_gt: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Alice found on half of her frames, labelled; Bob on all of his, unlabelled.
+    rows = [(f, 1, BOX_A) for f in range(FRAMES // 2)] + [(f, 2, BOX_B) for f in range(FRAMES)]
+    run = _write_run(tmp_path / "run", rows, [("i1", "alice", [1]), ("i2", None, [2])])
+    assert main([str(run), str(two_people_gt)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+
+    def row(first: str) -> list[str]:
+        return next(line for line in lines if line.startswith(first)).split()
+
+    assert " ".join(row("person")) == "person GT s pred s error % label cov wrong s identities"
+    assert row("alice") == ["alice", "1.00", "0.50", "-50.0", "0.500", "0.00", "i1"]
+    assert row("bob") == ["bob", "1.00", "1.00", "+0.0", "-", "-", "i2"]
+    assert any(x.startswith("screen time error %   25.0 ") for x in lines)
+    assert main([str(run), str(two_people_gt), "--json"]) == 0
+    persons = {p["person_id"]: p for p in json.loads(capsys.readouterr().out)["persons"]}
+    assert persons["alice"]["gt_seconds"] == 1.0 and persons["alice"]["predicted_seconds"] == 0.5
+    assert persons["alice"]["screentime_rel_error"] == pytest.approx(-0.5)
+    assert persons["alice"]["label_coverage"] == 0.5 and persons["bob"]["label_coverage"] is None
