@@ -143,7 +143,7 @@ def run_naive(
     faces = builder.build(
         np.asarray(embedded_rows, np.int64), np.stack(vectors) if vectors else np.zeros((0, dim), np.float32)
     )
-    faces = dataclasses.replace(faces, track_id=backfill_tracks(faces, fps, run.backfill))
+    faces = dataclasses.replace(faces, track_id=backfill_tracks(faces, fps, run.stride, run.backfill))
     duration_s = frame_count / fps
     result = build_identities(
         faces,

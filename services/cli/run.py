@@ -29,7 +29,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         det_score_threshold=args.det_threshold,
     )
     # The stride's one rule, before a long upload rather than after it (the server checks it again).
-    check_stride(args.stride, "about 5 frames per second of video")
+    check_stride(args.stride, "adaptive sampling")
     with session(args) as s:
         if args.video:
             create_episode(s, args.video, args.episode, args.show, args.replace_video)
@@ -90,7 +90,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="video file, or s3://BUCKET/KEY already in the stack's bucket (omit to rerun an existing episode)",
     )
     run.add_argument("--episode", required=True, help="episode id")
-    run.add_argument("--stride", type=int, default=0, help="process every Nth frame (default: ~5 per second)")
+    run.add_argument(
+        "--stride",
+        type=int,
+        default=0,
+        help="process every Nth frame only (default: adaptive sampling, ~2.5 base frames per second)",
+    )
     run.add_argument(
         "--tracker",
         default="",

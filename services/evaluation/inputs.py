@@ -74,13 +74,16 @@ def load_ground_truth(path: Path) -> GroundTruth:
 
 
 def _read_stride(run_dir: Path) -> int:
+    """The frames a run's tracks.mot.txt covers: every stride-th, or every frame (adaptive sampling
+    carries tracks through the frames it skipped)."""
     manifest = run_dir / "manifest.json"
     if not manifest.is_file():
         return 1
-    stride = json.loads(manifest.read_text()).get("settings", {}).get("stride", 1)
+    settings = json.loads(manifest.read_text()).get("settings", {})
+    stride = settings.get("stride", 1)
     if int(stride) < 1:
         raise ValueError(f"{manifest}: settings.stride must be >= 1, got {stride}")
-    return int(stride)
+    return 1 if settings.get("adaptive") else int(stride)
 
 
 def load_run(run_dir: Path) -> RunOutput:

@@ -23,7 +23,7 @@ def test_backfill_walks_back_through_weak_detections_with_velocity_and_short_gap
     weak = [(f, 8.0 * f, 0, True) for f in range(10) if f != 4]
     tracked = [(f, 8.0 * f, 7, False) for f in range(10, 15)]
     table = _table(weak + tracked, range(15))
-    ids = backfill_tracks(table, fps=25)
+    ids = backfill_tracks(table, fps=25, stride=1)
     assert set(ids[: len(weak)]) == {7}
 
 
@@ -31,10 +31,10 @@ def test_backfill_stops_at_a_cut_and_at_long_gaps() -> None:
     before_cut = [(f, 50.0, 0, True) for f in range(0, 5)]
     tracked = [(f, 50.0, 3, False) for f in range(5, 10)]
     table = _table(before_cut + tracked, range(10), cuts=(5,))
-    assert set(backfill_tracks(table, fps=25)[:5]) == {0}
+    assert set(backfill_tracks(table, fps=25, stride=1)[:5]) == {0}
     far = [(0, 50.0, 0, True)]  # 20 frames (0.8 s) before the track: beyond the 0.3 s gap
     table = _table(far + [(f, 50.0, 3, False) for f in range(21, 25)], [0, *range(1, 25)])
-    assert backfill_tracks(table, fps=25)[0] == 0
+    assert backfill_tracks(table, fps=25, stride=1)[0] == 0
 
 
 def test_backfill_extends_forward_and_never_steals_other_faces() -> None:
@@ -42,7 +42,7 @@ def test_backfill_extends_forward_and_never_steals_other_faces() -> None:
     weak_same = [(f, 52.0, 0, True) for f in range(5, 9)]
     other = [(f, 400.0, 0, True) for f in range(5, 9)]  # another face far away
     table = _table(tracked + weak_same + other, range(9))
-    ids = backfill_tracks(table, fps=25)
+    ids = backfill_tracks(table, fps=25, stride=1)
     assert set(ids[5:9]) == {1} and set(ids[9:13]) == {0}
 
 
@@ -62,3 +62,17 @@ def test_sampler_keeps_the_best_face_per_track_and_window() -> None:
     rows = sorted(row for row, _ in out)
     assert rows == [1, 6, 103, 105]  # best of frames 0-4 and 5-7: track 1 frames 1, 6; track 2 frames 3, 5
     assert dict(out)[1] == bytes([1])
+
+
+def test_backfill_counts_time_in_frames_when_processed_frames_are_uneven() -> None:
+    # Adaptive sampling: base stride 10, densified frames 21-29. A face moving 4 px/frame is tracked
+    # from 30 on and weakly seen on the densified frames and on base frame 10, then it is absent.
+    frames = [0, 10, 20, *range(21, 30), *range(30, 60, 10)]
+    weak = [(f, 4.0 * f, 0, True) for f in (10, *range(21, 30))]
+    tracked = [(f, 4.0 * f, 5, False) for f in range(30, 60, 10)]
+    table = _table(weak + tracked, frames)
+    ids = backfill_tracks(table, fps=25, stride=10)
+    # Frames 21-29 continue the track (predicted with its per-frame velocity, 9 densified frames
+    # in 0.36 s); frame 20 is a miss, and frame 10 is 11 frames before the hit at 21: beyond the
+    # gap allowance (0.3 s, counted in whole strides: one stride, 10 frames).
+    assert ids[0] == 0 and set(ids[1 : len(weak)]) == {5}

@@ -132,18 +132,22 @@ def test_global_options_may_follow_the_subcommand(argv: list[str], expected: lis
     assert parsed.data_root == "D" or parsed.storage == "s3"
 
 
-@pytest.mark.parametrize(("fps", "stride"), [(25.0, 5), (23.976, 5), (29.97, 6), (50.0, 10), (59.94, 12), (5.0, 1)])
-def test_default_stride_samples_about_five_frames_per_second(fps: float, stride: int) -> None:
+@pytest.mark.parametrize(
+    ("fps", "stride"), [(25.0, 10), (23.976, 10), (29.97, 12), (50.0, 20), (59.94, 24), (5.0, 2), (2.0, 1)]
+)
+def test_default_base_stride_samples_about_two_and_a_half_frames_per_second(fps: float, stride: int) -> None:
     assert default_stride(fps) == stride
 
 
 def test_default_stride_survives_odd_frame_rates() -> None:
-    assert default_stride(0.0) == 1 and default_stride(2.0) == 1 and default_stride(10_000.0) == 60
+    assert default_stride(0.0) == 1 and default_stride(1.0) == 1 and default_stride(10_000.0) == 60
 
 
 def test_stride_zero_means_the_default_and_explicit_strides_are_kept() -> None:
     assert RunSettings.from_options(orchestrator_pb2.RunOptions()).stride == AUTO_STRIDE
     assert RunSettings.from_options(orchestrator_pb2.RunOptions(stride=1)).stride == 1
+    # An explicit stride samples uniformly; the run turns AUTO_STRIDE into adaptive sampling.
+    assert not RunSettings.from_options(orchestrator_pb2.RunOptions(stride=5)).adaptive
     with pytest.raises(InvalidArgument, match="stride"):
         RunSettings.from_options(orchestrator_pb2.RunOptions(stride=-1))
 

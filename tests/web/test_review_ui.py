@@ -29,7 +29,7 @@ from services.common.local_issuer import LocalIssuer
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "web"
 SCRIPT = Path(__file__).with_name("review_ui.mjs")
-# Every 5th frame: the sample's 30 s run in well under a minute here, still a real run of every stage.
+# Every 5th frame: the sample's 46 s run in well under a minute here, still a real run of every stage.
 STRIDE = 5
 SCENARIO_TIMEOUT_S = 420
 

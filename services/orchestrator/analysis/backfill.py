@@ -41,7 +41,10 @@ class BackfillSettings:
 
 
 class _Walker:
-    def __init__(self, faces: FaceTable, fps: float, settings: BackfillSettings) -> None:
+    """Walks tracks over the processed frames; distances are in video frames, so processed frames
+    closer than the stride (adaptive sampling) are examined too, within the same time limits."""
+
+    def __init__(self, faces: FaceTable, fps: float, stride: int, settings: BackfillSettings) -> None:
         self.faces = faces
         self.settings = settings
         self.track_id = faces.track_id.copy()
@@ -51,18 +54,23 @@ class _Walker:
         self.untracked: dict[int, list[int]] = {}
         for row in np.flatnonzero(self.track_id == 0):
             self.untracked.setdefault(int(faces.frame[row]), []).append(int(row))
-        stride = int(np.median(np.diff(self.processed))) if len(self.processed) > 1 else 1
-        self.max_gap = int(settings.max_gap_s * fps / stride)
-        self.max_steps = int(settings.max_extension_s * fps / stride)
+        # Whole strides, as the walk counted them at uniform sampling: after a hit, frames up to
+        # (max_gap + 1) strides later are searched; the walk ends max_steps strides from the track.
+        self.max_gap_frames = (int(settings.max_gap_s * fps / stride) + 1) * stride
+        self.max_extension_frames = int(settings.max_extension_s * fps / stride) * stride
 
     def walk(self, tid: int, rows: np.ndarray, direction: int) -> None:
         """direction -1: backwards from the first face (rows in time order); +1: forwards from the last."""
         ends = rows if direction < 0 else rows[::-1]
         box = self.faces.xyxy[ends[0]].astype(np.float64)
-        velocity = (self.faces.xyxy[ends[0]] - self.faces.xyxy[ends[1]]).astype(np.float64) if len(ends) > 1 else 0.0
-        position = self.position[int(self.faces.frame[ends[0]])]
-        missed = 0
-        for _ in range(self.max_steps):
+        box_frame = int(self.faces.frame[ends[0]])
+        velocity = np.zeros(4)  # per frame
+        if len(ends) > 1:
+            span = box_frame - int(self.faces.frame[ends[1]])
+            velocity = (self.faces.xyxy[ends[0]] - self.faces.xyxy[ends[1]]).astype(np.float64) / span
+        position = self.position[box_frame]
+        origin = box_frame
+        while True:
             frame = int(self.processed[position])
             if direction < 0 and frame in self.cuts:
                 return  # the shot starts here
@@ -72,23 +80,24 @@ class _Walker:
             frame = int(self.processed[position])
             if direction > 0 and frame in self.cuts:
                 return
-            box = box + velocity
+            if abs(frame - origin) > self.max_extension_frames or abs(frame - box_frame) > self.max_gap_frames:
+                return
+            predicted = box + velocity * (frame - box_frame)
             pool = self.untracked.get(frame, [])
-            overlaps = iou_matrix(box[None, :], self.faces.xyxy[pool])[0] if pool else np.zeros(0)
+            overlaps = iou_matrix(predicted[None, :], self.faces.xyxy[pool])[0] if pool else np.zeros(0)
             if overlaps.size == 0 or overlaps.max() < self.settings.min_iou:
-                missed += 1
-                if missed > self.max_gap:
-                    return
                 continue
             row = pool.pop(int(np.argmax(overlaps)))
             self.track_id[row] = tid
-            box = self.faces.xyxy[row].astype(np.float64)
-            missed = 0
+            box, box_frame = self.faces.xyxy[row].astype(np.float64), frame
 
 
-def backfill_tracks(faces: FaceTable, fps: float, settings: BackfillSettings = BackfillSettings()) -> np.ndarray:
-    """New track_id column: untracked detections adopted by the track they continue."""
-    walker = _Walker(faces, fps, settings)
+def backfill_tracks(
+    faces: FaceTable, fps: float, stride: int, settings: BackfillSettings = BackfillSettings()
+) -> np.ndarray:
+    """New track_id column: untracked detections adopted by the track they continue. `stride`: the
+    run's (base) stride, the unit the walk's limits are counted in."""
+    walker = _Walker(faces, fps, stride, settings)
     tracks = faces.track_ids().tolist()
     ordered = {
         t: faces.rows_of_track(t)[np.argsort(faces.frame[faces.rows_of_track(t)], kind="stable")] for t in tracks

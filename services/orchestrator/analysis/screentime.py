@@ -1,7 +1,8 @@
 """Screen time: from the processed frames an identity was seen in, to time intervals on screen.
 
-Only every `frame_stride`-th frame is processed, so one sighting stands for the stride of frames
-that follows it. Short holes (a missed detection, a face turned away for a few frames) are bridged
+Not every frame is processed, so one sighting stands for the frames that follow it up to the next
+processed frame (at most a stride: every `frame_stride`-th frame is processed, and adaptive sampling
+adds frames between). Short holes (a missed detection, a face turned away for a few frames) are bridged
 so one appearance stays one interval; holes across a shot cut are never bridged, because after a
 cut the picture is new and absence there is real. Totals are always computed on the union of
 intervals, so overlapping sightings (two tracks of one person) are never counted twice.
@@ -44,12 +45,14 @@ def frames_to_intervals(
     *,
     duration_s: float | None = None,
     cut_frames: np.ndarray | None = None,
+    processed_frames: np.ndarray | None = None,
 ) -> list[Interval]:
     """Disjoint, sorted [start, end) intervals in seconds covered by the given processed frames.
 
-    A processed frame f covers [f/fps, (f + stride)/fps): the frames skipped after it are assumed
-    to look like it. That coverage is clipped at the video duration and at the next shot cut (a
-    sighting says nothing about the next shot). `cut_frames` are the first frame indices of new
+    A processed frame f covers [f/fps, (f + stride)/fps), or up to the next of `processed_frames`
+    when that comes sooner: the frames skipped after it are assumed to look like it. That coverage
+    is clipped at the video duration and at the next shot cut (a sighting says nothing about the
+    next shot). `cut_frames` are the first frame indices of new
     shots. Neighbouring coverage separated by a hole of at most `gap_bridge_s` is bridged unless
     a cut lies between the two sightings; coverage that touches or overlaps is always joined.
     Frame indices may repeat or come unsorted (several tracks of one identity); they are sorted
@@ -64,6 +67,12 @@ def frames_to_intervals(
     cuts = _frame_array(cut_frames if cut_frames is not None else np.zeros(0, dtype=np.int64), "cut_frames")
 
     end_frames = frames + frame_stride
+    if processed_frames is not None:
+        processed = _frame_array(processed_frames, "processed_frames")
+        after = np.searchsorted(processed, frames, side="right")
+        has_next = after < processed.size
+        next_processed = processed[np.minimum(after, max(processed.size - 1, 0))] if processed.size else end_frames
+        end_frames = np.where(has_next, np.minimum(end_frames, next_processed), end_frames)
     shot = np.searchsorted(cuts, frames, side="right")
     has_next_cut = shot < cuts.size
     next_cut = cuts[np.minimum(shot, max(cuts.size - 1, 0))] if cuts.size else end_frames
@@ -118,6 +127,7 @@ def screen_time(
     duration_s: float | None,
     settings: ScreenTimeSettings | None = None,
     cut_frames: np.ndarray | None = None,
+    processed_frames: np.ndarray | None = None,
 ) -> dict[str, list[Interval]]:
     """Intervals on screen per identity, from the processed frames each identity was seen in.
 
@@ -133,6 +143,7 @@ def screen_time(
             settings.gap_bridge_s,
             duration_s=duration_s,
             cut_frames=cut_frames,
+            processed_frames=processed_frames,
         )
         for identity, frames in identity_frames.items()
     }

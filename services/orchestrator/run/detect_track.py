@@ -37,6 +37,10 @@ PROGRESS_INTERVAL_S = 0.5
 # Added to the quality of a face already embedded for tracking when the identity sampler picks
 # its window's face: that face wins the window, so its vector is reused and nothing is embedded twice.
 ALREADY_EMBEDDED_BONUS = 10.0
+# Added to the quality of a confident face (quality is in [0, 1]): a window's sample is a candidate
+# (a weak detection, often a half-hidden or blurred face whose landmarks are guesses) only when the
+# track has no confident face in that window, so a hand over a face does not become its identity.
+CONFIDENT_BONUS = 1.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class StreamOptions:
     tracker: str
     det_score_threshold: float
     sampler: SamplerSettings
+    adaptive: bool = False  # stride is the base of adaptive sampling (DetectVideoRequest.adaptive_sampling)
     ep_id: str = ""
     run_id: str = ""
     save_crops: bool = False
@@ -58,8 +63,11 @@ class StreamOptions:
 
     @property
     def frames_total(self) -> int:
-        """Frames the run processes: every stride-th of the video."""
+        """Progress units: every stride-th frame of the video (adaptive sampling adds frames between)."""
         return len(range(0, self.frame_count, self.stride))
+
+    def on_grid(self, frame: int) -> bool:
+        return frame % self.stride == 0
 
 
 @dataclass
@@ -148,6 +156,7 @@ def _run_segment(
             include_display_crops=options.save_crops,
             score_threshold=options.det_score_threshold,
             include_camera_motion=appearance,  # only appearance-aware trackers compensate camera motion
+            adaptive_sampling=options.adaptive,
         )
     )
     try:
@@ -156,14 +165,14 @@ def _run_segment(
                 if stop.is_set():
                     raise Cancelled("the job was cancelled")
                 frame = message.frame
-                owned = frame.frame_index >= segment.start  # the overlap frame only links tracks
+                owned = segment.owns(frame.frame_index)  # the overlap frame only links tracks
                 response, vectors = session.track(frame)
                 tracked = {t.face_index: t.track_id for t in response.tracked}
                 if owned:
                     result.frames.append(frame.frame_index)
                     if frame.shot_boundary:
                         result.cuts.append(frame.frame_index)
-                    progress.add(segment.index, list(tracked.values()))
+                    progress.add(segment.index, list(tracked.values()), int(options.on_grid(frame.frame_index)))
                 for index, face in enumerate(frame.faces):
                     track = tracked.get(index, 0)
                     box = [face.box.x1, face.box.y1, face.box.x2, face.box.y2]
@@ -184,6 +193,7 @@ def _run_segment(
                         if known:
                             result.known.append((position, vectors[index]))
                         quality = face.quality + (ALREADY_EMBEDDED_BONUS if known else 0.0)
+                        quality += 0.0 if face.candidate else CONFIDENT_BONUS
                         crops = (face.aligned_crop_bgr, face.display_crop_jpeg, known)
                         result.samples += sampler.add(track, frame.frame_index, position, quality, crops)
         result.samples += sampler.flush()
@@ -218,7 +228,7 @@ class _Merger:
         global_ids: dict[int, int] = dict(links)
         rows: dict[int, int] = {}
         for position, face in enumerate(result.faces):
-            if face.frame < segment.start:
+            if not segment.owns(face.frame):
                 continue
             track = 0
             if face.track:
@@ -278,7 +288,8 @@ def detect_track_embed(
         if checkpoints is not None:
             done = checkpoints.load(segment, SegmentResult, SegmentFace)
             if done is not None:  # finished by an earlier attempt of this run
-                progress.add(segment.index, [f.track for f in done.faces if f.track], len(done.frames))
+                grid = sum(options.on_grid(f) for f in done.frames)
+                progress.add(segment.index, [f.track for f in done.faces if f.track], grid)
                 return done
         error: FaceflowError | None = None
         for _ in range(attempts):

@@ -94,7 +94,13 @@ def build_identities(
     matches = match_identities(identity_vectors, facebank, cooccurrence_matrix(identity_frames), matching)
     ids = [f"id_{k + 1:04d}" for k in range(count)]
     intervals = screen_time(
-        dict(zip(ids, identity_frames, strict=True)), fps, stride, duration_s, timing, cut_frames=faces.cut_frames
+        dict(zip(ids, identity_frames, strict=True)),
+        fps,
+        stride,
+        duration_s,
+        timing,
+        cut_frames=faces.cut_frames,
+        processed_frames=faces.processed_frames,
     )
     identities = [
         Identity(

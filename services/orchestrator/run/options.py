@@ -25,13 +25,14 @@ from services.orchestrator.analysis.track_refine import TrackRefineSettings
 from services.orchestrator.api.clients import ServiceClients
 from services.orchestrator.run.sampler import SamplerSettings
 
-# Default sampling rate when no stride is asked for: ~5 processed frames per second of video
-# (stride 5 at 25 fps, 6 at 29.97/30, 10 at 50, 12 at 60). TV shots last 2-5 s and a face on screen
-# for screen time matters at ~0.2 s resolution, so 5 samples/s loses little (30 s sample: recall
-# 0.98 -> 0.93, screen-time error 0.5% -> ~4%, nearly all from one fast 22 px face) for ~1/5 of the
-# stride-1 cost, which puts an hour of 720p inside 20 minutes on two cores (docs/performance.md).
-# Stride 1 stays available for work where every frame matters.
-DEFAULT_SAMPLES_PER_S = 5.0
+# The default sampling (no stride asked for) is adaptive: every stride-th frame at ~2.5 per second of
+# video (10 at 25 fps, 12 at 29.97/30, 20 at 50), and the frames between wherever skipping them could
+# lose or confuse a face: a face appearing, leaving, moving more than ~1/3 of its size or touching
+# another, and both sides of a cut (services/detector/adaptive.py). Measurement then covers every
+# frame (skipped ones are interpolated between sightings). 2.5/s: a TV shot lasts 2-5 s, so every
+# shot gets several base frames, and a static talking head (most of TV) costs a quarter of 10/s;
+# motion and crossings pay for themselves. An explicit stride samples uniformly, as asked.
+DEFAULT_SAMPLES_PER_S = 2.5
 AUTO_STRIDE = 0  # RunSettings.stride before the video's fps is known
 DETECTORS = ("retinaface",)
 
@@ -41,6 +42,9 @@ class RunSettings:
     """Everything that decides a run's result; recorded whole in manifest.json."""
 
     stride: int = AUTO_STRIDE
+    # Adaptive sampling: stride is the base, densified around events. The run sets it when no stride
+    # was asked for (AUTO_STRIDE); an explicit stride samples every stride-th frame only.
+    adaptive: bool = False
     detector: str = DETECTORS[0]
     tracker: str = ""  # "": the tracker service's default (filled in when the run starts)
     det_score_threshold: float = 0.0  # 0: the detector's own default
@@ -118,5 +122,5 @@ class TrackerChoices:
 
 
 def default_stride(fps: float) -> int:
-    """The stride that samples ~DEFAULT_SAMPLES_PER_S frames per second of a video at `fps`."""
+    """The base stride of the default sampling: ~DEFAULT_SAMPLES_PER_S frames per second at `fps`."""
     return max(1, min(MAX_STRIDE, round(fps / DEFAULT_SAMPLES_PER_S))) if fps > 0 else 1

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from services.orchestrator.analysis.carry import carry_tracks
 from services.orchestrator.analysis.face_table import FaceTable
 from services.orchestrator.run.identity_stage import IdentityResult
 
@@ -32,17 +33,27 @@ def _box(values: np.ndarray) -> list[float]:
     return [round(float(v), 2) for v in values]
 
 
-def mot_rows(faces: FaceTable) -> bytes:
-    """MOTChallenge rows frame(1-based),id,x,y,w,h,conf,-1,-1,-1: one per tracked face, by frame then id."""
-    tracked = np.flatnonzero(faces.track_id > 0)
-    order = tracked[np.lexsort((faces.track_id[tracked], faces.frame[tracked]))]
-    lines = []
-    for row in order:
-        x1, y1, x2, y2 = (float(v) for v in faces.xyxy[row])
-        lines.append(
-            f"{faces.frame[row] + 1},{faces.track_id[row]},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},"
-            f"{faces.score[row]:.4f},-1,-1,-1\n"
+def mot_rows(faces: FaceTable, carry_stride: int = 0, frame_count: int = 0) -> bytes:
+    """MOTChallenge rows frame(1-based),id,x,y,w,h,conf,-1,-1,-1: one per tracked face, by frame then id.
+
+    carry_stride > 0 (adaptive sampling): also the frames between sightings (analysis/carry.py), so
+    the file covers every frame a track is on screen, up to `frame_count`; their conf is the lower
+    of the sightings'.
+    """
+    rows: Iterable[tuple[int, int, Any, float]]
+    if carry_stride > 0:
+        boxes = carry_tracks(faces, carry_stride, frame_count)
+        rows = zip(
+            boxes.frame.tolist(), boxes.track_id.tolist(), boxes.xyxy.tolist(), boxes.score.tolist(), strict=True
         )
+    else:
+        tracked = np.flatnonzero(faces.track_id > 0)
+        order = tracked[np.lexsort((faces.track_id[tracked], faces.frame[tracked]))]
+        rows = ((int(faces.frame[r]), int(faces.track_id[r]), faces.xyxy[r], float(faces.score[r])) for r in order)
+    lines = []
+    for frame, track, box, score in rows:
+        x1, y1, x2, y2 = (float(v) for v in box)
+        lines.append(f"{frame + 1},{track},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},{score:.4f},-1,-1,-1\n")
     return "".join(lines).encode()
 
 

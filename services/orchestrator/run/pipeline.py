@@ -95,7 +95,7 @@ def run_episode(
     run_id = run_id or new_run_id()
     video = episode.video
     if settings.stride == AUTO_STRIDE:
-        settings = dataclasses.replace(settings, stride=default_stride(video.fps))
+        settings = dataclasses.replace(settings, stride=default_stride(video.fps), adaptive=True)
     trackers = TrackerChoices.ask(clients, video.fps, settings.stride)
     settings = dataclasses.replace(settings, tracker=trackers.resolve(settings.tracker))
     # The tracker's own thresholds as the session runs them (seconds converted at this fps/stride).
@@ -126,6 +126,7 @@ def run_episode(
         settings.tracker,
         settings.det_score_threshold,
         settings.sampler,
+        adaptive=settings.adaptive,
         ep_id=ep_id,
         run_id=run_id,
         save_crops=settings.save_crops,
@@ -146,7 +147,8 @@ def run_episode(
     timings["detect_track_embed_s"] = stream.detect_track_s
     timings["embed_calls_s"] = stream.embed_s
     timings["tracking_embed_wait_s"] = stream.tracking_embed_s
-    faces = dataclasses.replace(stream.faces, track_id=backfill_tracks(stream.faces, video.fps, settings.backfill))
+    backfilled = backfill_tracks(stream.faces, video.fps, settings.stride, settings.backfill)
+    faces = dataclasses.replace(stream.faces, track_id=backfilled)
     # Split identity jumps and merge same-shot fragments (any tracker), before identities are built.
     refined, refine_report = faces.track_id, RefineReport()
     if settings.refine_tracks:
@@ -178,7 +180,7 @@ def run_episode(
     report(ProgressEvent(Stage.STAGE_WRITE, frames_total, frames_total, done_fps, 0.0, tracks, "writing outputs"))
     t0 = time.monotonic()
     files = {
-        "tracks.mot.txt": outputs.mot_rows(faces),
+        "tracks.mot.txt": outputs.mot_rows(faces, settings.stride if settings.adaptive else 0, video.frame_count),
         "detections.jsonl": outputs.detections_jsonl(faces, video.fps),
         "faces.jsonl": outputs.faces_jsonl(faces, video.fps, stream.embedding_model_id),
         "faces.npy": outputs.faces_npy(faces),

@@ -37,6 +37,12 @@ class Segment:
     end: int  # exclusive
     overlap_start: int  # where detection starts: one processed frame before `start` (or `start`)
 
+    def owns(self, frame: int) -> bool:
+        """Frames after the overlap frame are this segment's: with adaptive sampling that includes
+        the frames densified between the overlap frame and `start` (the earlier segment stops at
+        the overlap frame, its last base frame)."""
+        return frame > self.overlap_start or self.overlap_start == self.start
+
 
 def plan_segments(
     frame_count: int, stride: int, fps: float, endpoints: int, segment_s: float = SEGMENT_S

@@ -56,7 +56,7 @@ function runForm(epId: string, showId: string, choices: RunChoices, status: HTML
     h("h2", { id: "run-title" }, "Run"),
     field("Detector", detector),
     field("Tracker", tracker),
-    field("Stride", stride, "every Nth frame; empty: ~5 per second"),
+    field("Stride", stride, "every Nth frame only; empty: adaptive (the default)"),
     h("div", { class: "check" }, crops, h("label", { for: "run-crops" }, "Save face crops")),
     h("div", { class: "buttons" }, submit),
   );
