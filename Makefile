@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 export FACEFLOW_CACHE_DIR ?= $(CURDIR)/.cache/faceflow
 DEMO_DIR := $(CURDIR)/data/demo
 SAMPLE_DIR := $(CURDIR)/data/sample
+HARD_SAMPLE_DIR := $(CURDIR)/data/hard
 BUF := .cache/tools/node_modules/.bin/buf
 
 .PHONY: setup protos models media sample demo test test-fast lint typecheck buf-lint clean bench bench-quick chart-check envoy system-packages-demo system-packages-test
@@ -50,6 +51,12 @@ media: setup
 
 sample: models media
 	$(PY) -m services.evaluation.sample_episode --media $(FACEFLOW_CACHE_DIR)/media --out $(SAMPLE_DIR)
+
+# The hard episode (issue #19; docs/evaluation.md#the-hard-episode): small faces in a crowd, hands over
+# faces, heavy compression, motion blur, low light, one tag per condition. Not part of demo or test.
+.PHONY: hard-sample
+hard-sample: models media
+	$(PY) -m services.evaluation.hard_episode --media $(FACEFLOW_CACHE_DIR)/media --out $(HARD_SAMPLE_DIR)
 
 # The main job on a real episode: build the sample, enrol the three enrollable people from images
 # that are not in it, run it through the five services, print the screen time and the evaluation.

@@ -169,6 +169,20 @@ def make_region_cutout(photo: np.ndarray, box: tuple[float, float, float, float]
     return Cutout(image=crop, alpha=alpha.astype(np.float32), face=FaceAnnotation(box, ()).shifted(x0, y0))
 
 
+def make_photo_cutout(photo: np.ndarray, face: FaceAnnotation, feather_px: float) -> Cutout:
+    """A whole photo as one layer (a group of people), placed by `face`, one of the faces on it.
+
+    The alpha fades to zero over `feather_px` at the photo's edges, so the layer has no hard border;
+    the caller keeps every annotated face further than that from the edges (they stay fully opaque).
+    """
+    h, w = photo.shape[:2]
+    rows = np.arange(h, dtype=np.float32)[:, None]
+    cols = np.arange(w, dtype=np.float32)[None, :]
+    to_edge = np.minimum(np.minimum(rows + 0.5, h - rows - 0.5), np.minimum(cols + 0.5, w - cols - 0.5))
+    alpha = np.clip(to_edge / max(1.0, feather_px), 0.0, 1.0).astype(np.float32)
+    return Cutout(image=np.ascontiguousarray(photo), alpha=alpha, face=face)
+
+
 @dataclass(frozen=True, eq=False)
 class LayerMask:
     """Where a pasted layer landed: its alpha over a region of interest of the frame."""
