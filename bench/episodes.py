@@ -86,3 +86,45 @@ def loop_video(source: Path, target: Path, seconds: float) -> Path:
         capture.release()
     tmp.replace(target)
     return target
+
+
+# A "talking-head" shot: no scene tag (no staged occlusion) and every face at least this tall (px at
+# 720p): the close and medium shots most of TV is made of, where adaptive sampling stays sparse.
+TALKING_HEAD_MIN_FACE_PX = 64.0
+
+
+def talking_head_video(sample: Path, target: Path) -> Path:
+    """The sample's talking-head shots, back to back, into `target` (cached): the projection for
+    ordinary TV beside the one for the sample, half of which is staged occlusions and small faces."""
+    truth = json.loads((sample / "ground_truth.json").read_text())
+    heights: dict[int, list[float]] = {}
+    for face in truth["faces"]:
+        heights.setdefault(int(face["frame"]), []).append(face["box"][3] - face["box"][1])
+    keep: set[int] = set()
+    for shot in truth["shots"]:
+        frames = range(int(shot["start_frame"]), int(shot["end_frame"]))
+        faces = [h for f in frames for h in heights.get(f, [])]
+        if not shot.get("tags") and faces and min(faces) >= TALKING_HEAD_MIN_FACE_PX:
+            keep.update(frames)
+    if target.is_file():
+        return target
+    capture = cv2.VideoCapture(str(sample / "episode.mp4"))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.stem + ".tmp.mp4")
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
+    try:
+        index = 0
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            if index in keep:
+                writer.write(frame)
+            index += 1
+    finally:
+        writer.release()
+        capture.release()
+    tmp.replace(target)
+    return target

@@ -230,6 +230,14 @@ def markdown(results: dict[str, Any]) -> str:
             f"{fit['projected_min_for_60_min']:.1f} min",
             "",
         ]
+    if results.get("talking_heads"):
+        calm = results["talking_heads"]
+        lines += [
+            f"- talking-head shots only (the sample's untagged shots with faces >= 64 px, looped to "
+            f"{calm['video_s']:.0f} s): {calm['wall_s']:.1f} s, {calm['frames_processed']} frames processed; "
+            f"60 min projected: {calm['projected_min_60']:.1f} min",
+            "",
+        ]
     if results.get("parity"):
         p = results["parity"]
         lines += [

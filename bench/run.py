@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
-from bench.episodes import ensure_sample, loop_video
+from bench.episodes import ensure_sample, loop_video, talking_head_video
 from bench.experiments import experiments
 from bench.micro import MicroStack
 from bench.stats import median
@@ -186,6 +186,19 @@ def scaling(sample: Path, work: Path, lengths: tuple[int, ...], results: dict[st
         )
     results["scaling"] = points
     results["scaling_fit"] = report.scaling_fit(points)
+    # The same default on ordinary TV: the sample's talking-head shots looped to the longest length.
+    seconds = max(lengths)
+    calm = talking_head_video(sample, work / "videos" / "talking_heads.mp4")
+    video = loop_video(calm, work / "videos" / f"talking_heads_{seconds}s.mp4", seconds)
+    log(f"scaling: {seconds} s of talking-head shots at the default sampling")
+    with MicroStack(work / "micro-talking-heads", video) as stack:
+        run = stack.run(SCALING_STRIDE)
+    results["talking_heads"] = {
+        "video_s": float(seconds),
+        "wall_s": run["wall_s"],
+        "frames_processed": run["counts"]["frames_processed"],
+        "projected_min_60": report.projected_minutes(run["wall_s"], float(seconds)),
+    }
 
 
 def scaling_only(sample: Path, work: Path, lengths: tuple[int, ...], out: Path) -> int:

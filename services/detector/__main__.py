@@ -25,7 +25,9 @@ def build(settings: Settings) -> ServiceParts:
     def warm_up() -> None:
         spec, backend = load_model(settings, MODEL_NAME)
         detector = RetinaFaceDetector(backend, RetinaFaceSettings(), spec)
-        detector.detect_batch([np.zeros((360, 640, 3), np.uint8)] * 2)  # loads kernels, checks outputs
+        # Loads kernels and checks outputs at the two input sizes of 720p runs (native, and the
+        # reduced one of adaptive sampling): the first call at a new size is ~10x slower.
+        detector.detect_batch([np.zeros((720, 1280, 3), np.uint8), np.zeros((360, 640, 3), np.uint8)])
         model.set(LoadedDetector(backend, detector, model_info(spec, backend)))
 
     return ServiceParts(register, [SERVICE_NAME], warm_up)

@@ -130,3 +130,26 @@ def test_markdown_labels_the_default_stride() -> None:
     table = report.markdown(results)
     assert "| default | 20.0 | 2.00 | 30.0 | 0.900 |" in table
     assert "| mode | recall | IDF1 | person |" in table
+
+
+def test_talking_head_video_keeps_untagged_shots_whose_faces_are_all_large(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    import cv2
+    import numpy as np
+
+    from bench.episodes import talking_head_video
+
+    writer = cv2.VideoWriter(str(tmp_path / "episode.mp4"), cv2.VideoWriter.fourcc(*"mp4v"), 25, (64, 48))
+    for _ in range(30):
+        writer.write(np.zeros((48, 64, 3), np.uint8))
+    writer.release()
+    shots = [
+        {"start_frame": 0, "end_frame": 10},  # a 100 px face: kept
+        {"start_frame": 10, "end_frame": 20, "tags": ["occlusion"]},  # staged: dropped
+        {"start_frame": 20, "end_frame": 30},  # a 30 px face: dropped
+    ]
+    faces = [{"frame": f, "box": [0, 0, 100, 100 if f < 20 else 30]} for f in range(30)]
+    (tmp_path / "ground_truth.json").write_text(json.dumps({"shots": shots, "faces": faces}))
+    out = talking_head_video(tmp_path, tmp_path / "calm.mp4")
+    assert int(cv2.VideoCapture(str(out)).get(cv2.CAP_PROP_FRAME_COUNT)) == 10
