@@ -133,6 +133,10 @@ class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
         start, end, stride = _frame_range(request, probe.frame_count)
 
         adaptive = AdaptiveSettings()
+        if request.adaptive_sampling:
+            # One frame per model call: on CPU batching gains nothing (bench.detector_input), and
+            # the uneven batches of bisection would each grow onnxruntime's memory arena.
+            detector = detector.with_settings(replace(detector.settings, max_batch=1))
         reduced = detector.with_settings(replace(detector.settings, max_side=adaptive.reduced_max_side))
 
         def detect(frames: Sequence[np.ndarray], reduce: bool = False) -> list[Detections]:
