@@ -36,6 +36,7 @@ class RunData:
     duration_s: float
     gap_bridge_s: float
     cut_frames: np.ndarray
+    processed_frames: np.ndarray  # a sighting covers the frames up to the next of these (adaptive sampling)
     raw_identities: dict[str, dict[str, Any]]
     embedding_model: str
 
@@ -56,11 +57,8 @@ def load_run(clients: ServiceClients, ep_id: str, run_id: str) -> RunData:
         tracks[row["track_id"]] = Track(
             row["track_id"], np.asarray(row["frames"], np.int64), np.asarray(row["boxes"], np.float32).reshape(-1, 4)
         )
-    cuts = [
-        d["frame"]
-        for d in map(json.loads, read_artifact(clients, ep_id, run_id, "detections.jsonl").splitlines())
-        if d["shot_boundary"]
-    ]
+    processed = [json.loads(line) for line in read_artifact(clients, ep_id, run_id, "detections.jsonl").splitlines()]
+    cuts = [d["frame"] for d in processed if d["shot_boundary"]]
     video = manifest["video"]
     return RunData(
         run_id=run_id,
@@ -72,6 +70,7 @@ def load_run(clients: ServiceClients, ep_id: str, run_id: str) -> RunData:
         duration_s=float(video.get("duration_s", 0.0)),
         gap_bridge_s=float(manifest["settings"]["screen_time"]["gap_bridge_s"]),
         cut_frames=np.asarray(cuts, np.int64),
+        processed_frames=np.asarray([d["frame"] for d in processed], np.int64),
         raw_identities={i["identity_id"]: i for i in identities},
         embedding_model=manifest.get("embedding_model", ""),
     )
@@ -329,7 +328,13 @@ def reviewed_intervals(run: RunData, view: ReviewView) -> dict[str, list[tuple[f
     """Screen time of each reviewed identity, with the run's own timing settings."""
     frames = {identity: view.visible_frames(identity) for identity in view.identities}
     return screen_time(
-        frames, run.fps, run.stride, run.duration_s, ScreenTimeSettings(run.gap_bridge_s), cut_frames=run.cut_frames
+        frames,
+        run.fps,
+        run.stride,
+        run.duration_s,
+        ScreenTimeSettings(run.gap_bridge_s),
+        cut_frames=run.cut_frames,
+        processed_frames=run.processed_frames,
     )
 
 
