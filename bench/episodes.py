@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 
 def _is_current(out: Path) -> bool:
@@ -54,12 +56,28 @@ def frames_for(seconds: float, fps: float) -> int:
     return max(1, round(seconds * fps))
 
 
+def _write_mp4(capture: cv2.VideoCapture, target: Path, frames: Iterator[np.ndarray]) -> Path:
+    """Write `frames` to `target` (OpenCV mp4v, the capture's size and fps) through a temporary
+    file, so an interrupted bench never leaves a half-written cached video; releases the capture."""
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.stem + ".tmp.mp4")
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
+    try:
+        for frame in frames:
+            writer.write(frame)
+    finally:
+        writer.release()
+        capture.release()
+    tmp.replace(target)
+    return target
+
+
 def loop_video(source: Path, target: Path, seconds: float) -> Path:
     """Write `seconds` of `source`, looped, to `target` (OpenCV mp4v, same size and fps). Cached."""
     capture = cv2.VideoCapture(str(source))
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-    wanted = frames_for(seconds, fps)
+    wanted = frames_for(seconds, capture.get(cv2.CAP_PROP_FPS))
     if target.is_file():
         existing = cv2.VideoCapture(str(target))
         count = int(existing.get(cv2.CAP_PROP_FRAME_COUNT))
@@ -67,25 +85,18 @@ def loop_video(source: Path, target: Path, seconds: float) -> Path:
         if count == wanted:
             capture.release()
             return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.stem + ".tmp.mp4")
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
-    written = 0
-    try:
-        while written < wanted:
+
+    def looped() -> Iterator[np.ndarray]:
+        for _ in range(wanted):
             ok, frame = capture.read()
             if not ok:  # end of the sample: start again
                 capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
                 ok, frame = capture.read()
                 if not ok:
                     raise RuntimeError(f"{source} has no readable frames")
-            writer.write(frame)
-            written += 1
-    finally:
-        writer.release()
-        capture.release()
-    tmp.replace(target)
-    return target
+            yield frame
+
+    return _write_mp4(capture, target, looped())
 
 
 # A "talking-head" shot: no scene tag (no staged occlusion) and every face at least this tall (px at
@@ -96,6 +107,8 @@ TALKING_HEAD_MIN_FACE_PX = 64.0
 def talking_head_video(sample: Path, target: Path) -> Path:
     """The sample's talking-head shots, back to back, into `target` (cached): the projection for
     ordinary TV beside the one for the sample, half of which is staged occlusions and small faces."""
+    if target.is_file():
+        return target
     truth = json.loads((sample / "ground_truth.json").read_text())
     heights: dict[int, list[float]] = {}
     for face in truth["faces"]:
@@ -106,25 +119,16 @@ def talking_head_video(sample: Path, target: Path) -> Path:
         faces = [h for f in frames for h in heights.get(f, [])]
         if not shot.get("tags") and faces and min(faces) >= TALKING_HEAD_MIN_FACE_PX:
             keep.update(frames)
-    if target.is_file():
-        return target
     capture = cv2.VideoCapture(str(sample / "episode.mp4"))
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.stem + ".tmp.mp4")
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
-    try:
+
+    def kept() -> Iterator[np.ndarray]:
         index = 0
         while True:
             ok, frame = capture.read()
             if not ok:
-                break
+                return
             if index in keep:
-                writer.write(frame)
+                yield frame
             index += 1
-    finally:
-        writer.release()
-        capture.release()
-    tmp.replace(target)
-    return target
+
+    return _write_mp4(capture, target, kept())
