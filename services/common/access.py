@@ -32,6 +32,12 @@ _BY_SERVICE: dict[str, dict[str, Role]] = {
         "GetReview": _READ,
         "GetScreenTime": _READ,
         "GetRunChoices": _READ,
+        "SetEpisodeShow": _WRITE,
+        "GetShowScreenTime": _READ,
+        "LinkIdentities": _WRITE,
+        "UnlinkIdentity": _WRITE,
+        "NameShowPerson": _WRITE,
+        "AddToFacebank": _WRITE,
     },
     "faceflow.v1.StorageService": {
         "GetEpisode": _READ,
@@ -49,6 +55,7 @@ _BY_SERVICE: dict[str, dict[str, Role]] = {
         "RemoveExemplar": _DELETE,
         # Writes that skip the orchestrator's validation stay internal.
         "CreateEpisode": Role.SERVICE,
+        "UpdateEpisode": Role.SERVICE,
         "StageUpload": Role.SERVICE,
         "CheckUploadCapacity": Role.SERVICE,
         "DiscardUpload": Role.SERVICE,

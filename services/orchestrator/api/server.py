@@ -13,6 +13,7 @@ from services.common.grpc_errors import translate_rpc_errors
 from services.common.ids import validate_id
 from services.common.sampling import MAX_STRIDE
 from services.orchestrator.api.clients import ServiceClients
+from services.orchestrator.api.episodes import set_episode_show
 from services.orchestrator.api.jobs import JobManager
 from services.orchestrator.api.uploads import (
     NOT_A_VIDEO,
@@ -23,8 +24,10 @@ from services.orchestrator.api.uploads import (
     upload_name,
 )
 from services.orchestrator.facebank.enrolment import enroll_person, reembed_facebank
+from services.orchestrator.facebank.promotion import add_to_facebank
 from services.orchestrator.review.service import ReviewService
 from services.orchestrator.run.options import DETECTORS, TrackerChoices
+from services.orchestrator.shows.service import ShowService
 
 SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
 
@@ -39,6 +42,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         # Settings.allow_local_sources: the local stack's trusted CLI may name a file on this disk.
         self._allow_local_sources = allow_local_sources
         self._review = ReviewService(clients)
+        self._shows = ShowService(clients, self._review)
 
     def CreateEpisode(
         self, request: storage_pb2.CreateEpisodeRequest, context: grpc.ServicerContext
@@ -207,3 +211,37 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self, request: orchestrator_pb2.EnrollPersonRequest, context: grpc.ServicerContext
     ) -> orchestrator_pb2.EnrollPersonResponse:
         return enroll_person(self._clients, request)
+
+    def AddToFacebank(
+        self, request: orchestrator_pb2.AddToFacebankRequest, context: grpc.ServicerContext
+    ) -> orchestrator_pb2.AddToFacebankResponse:
+        validate_id("episode", request.ep_id)
+        return add_to_facebank(self._clients, self._review, request, audit_name())
+
+    # ---- across episodes (docs/shows.md) ----------------------------------------------------------
+
+    def SetEpisodeShow(
+        self, request: orchestrator_pb2.SetEpisodeShowRequest, context: grpc.ServicerContext
+    ) -> storage_pb2.Episode:
+        validate_id("episode", request.ep_id)
+        return set_episode_show(self._clients, request)
+
+    def GetShowScreenTime(
+        self, request: orchestrator_pb2.GetShowScreenTimeRequest, context: grpc.ServicerContext
+    ) -> orchestrator_pb2.ShowScreenTime:
+        return self._shows.screen_time(request.show_id, request.season)
+
+    def LinkIdentities(
+        self, request: orchestrator_pb2.LinkIdentitiesRequest, context: grpc.ServicerContext
+    ) -> orchestrator_pb2.ShowScreenTime:
+        return self._shows.link(request, audit_name())
+
+    def UnlinkIdentity(
+        self, request: orchestrator_pb2.UnlinkIdentityRequest, context: grpc.ServicerContext
+    ) -> orchestrator_pb2.ShowScreenTime:
+        return self._shows.unlink(request, audit_name())
+
+    def NameShowPerson(
+        self, request: orchestrator_pb2.NameShowPersonRequest, context: grpc.ServicerContext
+    ) -> orchestrator_pb2.ShowScreenTime:
+        return self._shows.name(request, audit_name())

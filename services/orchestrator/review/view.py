@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import re
+
 import numpy as np
 from faceflow.v1 import orchestrator_pb2
 
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 
 MAX_NAME_LENGTH = 128
+# A cross-episode link id (services/orchestrator/shows/): made by the orchestrator, never typed.
+LINK_ID = re.compile(r"^lnk-[0-9a-f]{12}$")
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,8 @@ class ReviewView:
     unassigned: set[int] = field(default_factory=set)
     deleted: set[int] = field(default_factory=set)
     deleted_faces: set[tuple[int, int]] = field(default_factory=set)
+    # identity -> its cross-episode link decided by a reviewer ("" = linked to nobody); absent: undecided
+    links: dict[str, str] = field(default_factory=dict)
 
     def identity_of(self, track_id: int) -> str | None:
         for identity, members in self.identities.items():
@@ -104,6 +110,9 @@ class ReviewView:
         moved_label = self.labels.pop(op.source_identity_id, None)
         if op.target_identity_id not in self.labels and moved_label is not None:
             self.labels[op.target_identity_id] = moved_label
+        moved_link = self.links.pop(op.source_identity_id, None)
+        if op.target_identity_id not in self.links and moved_link is not None:
+            self.links[op.target_identity_id] = moved_link
 
     def _move_track(self, op: orchestrator_pb2.ReviewOp.MoveTrack, new_id: str) -> None:
         self._track(op.track_id)
@@ -147,6 +156,12 @@ class ReviewView:
             members.remove(track_id)
         self.identities[new_id] = chosen
 
+    def _link(self, op: orchestrator_pb2.ReviewOp.Link, _: str) -> None:
+        self._identity(op.identity_id)
+        if op.link_id and not LINK_ID.match(op.link_id):
+            raise InvalidArgument(f"malformed link id {op.link_id!r}: expected lnk- and 12 hex digits, or empty")
+        self.links[op.identity_id] = op.link_id
+
     def _detach(self, track_id: int) -> None:
         identity = self.identity_of(track_id)
         if identity is not None:
@@ -154,4 +169,5 @@ class ReviewView:
             if not self.identities[identity]:
                 del self.identities[identity]
                 self.labels.pop(identity, None)
+                self.links.pop(identity, None)
         self.unassigned.discard(track_id)
