@@ -7,9 +7,8 @@ seen in the same frame) raises and leaves the view - and the audit log - untouch
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import re
+from dataclasses import dataclass, field
 
 import numpy as np
 from faceflow.v1 import orchestrator_pb2
