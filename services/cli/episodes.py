@@ -8,18 +8,37 @@ import json
 from faceflow.v1 import orchestrator_pb2, storage_pb2
 
 from services.cli import render
+from services.cli.run import add_numbers_arguments
 from services.cli.session import EXIT_FAILURE, session
 from services.common.grpc_errors import translate_rpc_errors
 
 
 def cmd_episodes_list(args: argparse.Namespace) -> int:
     with session(args, ("storage",)) as s, translate_rpc_errors("storage"):
-        episodes = s.storage.ListEpisodes(storage_pb2.ListEpisodesRequest()).episodes
+        episodes = s.storage.ListEpisodes(storage_pb2.ListEpisodesRequest(show_id=args.show)).episodes
+    print(f"{'EPISODE':<24} {'SHOW':<20} {'SEASON':>6} {'NUMBER':>6} {'VIDEO':<10} {'DURATION':>9} RUN")
     for ep in episodes:
         print(
-            f"{ep.ep_id:<24} {ep.video.width}x{ep.video.height} {ep.video.duration_s:7.1f}s "
-            f"run={ep.current_run_id or '-'}"
+            f"{ep.ep_id:<24} {ep.show_id or 'default':<20} {ep.season or '-':>6} {ep.episode_number or '-':>6} "
+            f"{f'{ep.video.width}x{ep.video.height}':<10} {ep.video.duration_s:8.1f}s {ep.current_run_id or '-'}"
         )
+    if not episodes:
+        render.status("no episodes" + (f" in show {args.show}" if args.show else ""))
+    return 0
+
+
+def cmd_episodes_set_show(args: argparse.Namespace) -> int:
+    request = orchestrator_pb2.SetEpisodeShowRequest(
+        ep_id=args.episode, show_id=args.show, season=args.season, episode_number=args.episode_number
+    )
+    with session(args) as s, translate_rpc_errors("orchestrator"):
+        episode = s.orchestrator.SetEpisodeShow(request)
+    place = f"show {episode.show_id}"
+    if episode.season:
+        place += f", season {episode.season}"
+    if episode.episode_number:
+        place += f", episode {episode.episode_number}"
+    print(f"{episode.ep_id}: {place}")
     return 0
 
 
@@ -85,7 +104,16 @@ def cmd_episodes_harvest(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     episodes = sub.add_parser("episodes", help="stored episodes").add_subparsers(dest="episodes_command", required=True)
-    episodes.add_parser("list").set_defaults(func=cmd_episodes_list)
+    listing = episodes.add_parser("list", help="stored episodes with their show, season and number")
+    listing.add_argument("--show", default="", help="only this show's episodes (default: every show)")
+    listing.set_defaults(func=cmd_episodes_list)
+    set_show = episodes.add_parser(
+        "set-show", help="move an episode to a show, season and number (each as given: 0 or none clears it)"
+    )
+    set_show.add_argument("episode")
+    set_show.add_argument("--show", default="default", help="the show (default: 'default')")
+    add_numbers_arguments(set_show)
+    set_show.set_defaults(func=cmd_episodes_set_show)
     show = episodes.add_parser("show")
     show.add_argument("episode")
     show.set_defaults(func=cmd_episodes_show)

@@ -7,6 +7,7 @@ import functools
 import sys
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from faceflow.v1 import orchestrator_pb2, storage_pb2
@@ -32,7 +33,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_stride(args.stride, "adaptive sampling")
     with session(args) as s:
         if args.video:
-            create_episode(s, args.video, args.episode, args.show, args.replace_video)
+            place = Placement(args.show, args.season, args.episode_number)
+            create_episode(s, args.video, args.episode, place, args.replace_video)
         request = orchestrator_pb2.SubmitJobRequest(
             ep_id=args.episode, options=options, idempotency_key=args.idempotency_key or uuid.uuid4().hex
         )
@@ -51,15 +53,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def create_episode(s: Session, video: str, ep_id: str, show: str, replace: bool) -> None:
+@dataclass(frozen=True)
+class Placement:
+    """The show an episode is created in, its season and its number in it (0: not set)."""
+
+    show: str = ""  # "default" for a new episode, the episode's own for a replaced video
+    season: int = 0
+    episode_number: int = 0
+
+    def request(self, ep_id: str, replace: bool) -> storage_pb2.CreateEpisodeRequest:
+        return storage_pb2.CreateEpisodeRequest(
+            ep_id=ep_id,
+            show_id=self.show,
+            season=self.season,
+            episode_number=self.episode_number,
+            replace_video=replace,
+        )
+
+
+def create_episode(s: Session, video: str, ep_id: str, place: Placement, replace: bool) -> None:
     """The episode's video: s3://BUCKET/KEY already in the stack's bucket; else a local file, which a
     running stack gets as an upload (faceflow.client, resumable, progress bar) and the CLI's own local
     stack reads where it is (services never open a path a remote client chose)."""
     if video.startswith("s3://"):
         if s.client is not None:
-            s.client.create_episode_from_s3(video, ep_id, show=show, replace_video=replace)
+            s.client.create_episode_from_s3(
+                video,
+                ep_id,
+                show=place.show,
+                replace_video=replace,
+                season=place.season,
+                episode_number=place.episode_number,
+            )
             return
-        request = storage_pb2.CreateEpisodeRequest(ep_id=ep_id, source_uri=video, show_id=show, replace_video=replace)
+        request = place.request(ep_id, replace)
+        request.source_uri = video
         with translate_rpc_errors("orchestrator"):
             s.orchestrator.CreateEpisode(request)
         return
@@ -67,9 +95,8 @@ def create_episode(s: Session, video: str, ep_id: str, show: str, replace: bool)
     if not path.is_file():
         raise errors.NotFound(f"video file {video} does not exist")
     if s.client is None:
-        request = storage_pb2.CreateEpisodeRequest(
-            ep_id=ep_id, source_path=str(path.resolve()), show_id=show, replace_video=replace
-        )
+        request = place.request(ep_id, replace)
+        request.source_path = str(path.resolve())
         with translate_rpc_errors("orchestrator"):
             s.orchestrator.CreateEpisode(request)
         return
@@ -79,7 +106,15 @@ def create_episode(s: Session, video: str, ep_id: str, show: str, replace: bool)
         def progress(sent: int, _total: int) -> None:
             bar.update(sent - bar.n)
 
-        s.client.upload(path, ep_id, show=show, replace_video=replace, on_progress=progress)
+        s.client.upload(
+            path,
+            ep_id,
+            show=place.show,
+            season=place.season,
+            episode_number=place.episode_number,
+            replace_video=replace,
+            on_progress=progress,
+        )
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -108,8 +143,22 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     run.add_argument("--detector", default="retinaface", help="detector (retinaface)")
     run.add_argument("--det-threshold", type=float, default=0.0, help="detector score threshold (default: service's)")
-    run.add_argument("--show", default="default", help="show whose facebank names identities")
+    run.add_argument(
+        "--show",
+        default="",
+        help="show whose facebank names identities (default: 'default'); with a video, the show the episode "
+        "is created in (a replaced video keeps the episode's show unless one is given)",
+    )
+    add_numbers_arguments(run)  # with a video: the episode's place in its show
     run.add_argument("--replace-video", action="store_true", help="replace the video of an existing episode")
     run.add_argument("--idempotency-key", default="", help="retry-safe key: a resubmit joins the same job")
     run.add_argument("--orchestrator", help="orchestrator address (FACEFLOW_ORCHESTRATOR_ADDR)")
     run.set_defaults(func=cmd_run)
+
+
+def add_numbers_arguments(parser: argparse.ArgumentParser) -> None:
+    """--season and --episode-number, as every command that places an episode in a show takes them."""
+    parser.add_argument("--season", type=int, default=0, metavar="N", help="season of the show (0: not set)")
+    parser.add_argument(
+        "--episode-number", type=int, default=0, metavar="N", help="the episode's number in its season (0: not set)"
+    )

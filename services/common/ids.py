@@ -22,3 +22,12 @@ def validate_id(kind: str, value: str) -> str:
             "starting with a letter or digit"
         )
     return value
+
+
+def person_id_for(name: str) -> str:
+    """The id a person's name becomes in a facebank: the same in every storage backend (a facebank can move
+    between them), and known to the orchestrator before storage is asked (facebank/promotion.py)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:48]
+    if not slug:
+        raise InvalidArgument(f"person name {name!r} must contain at least one letter or digit")
+    return slug

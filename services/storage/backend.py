@@ -20,6 +20,8 @@ from google.protobuf.message import Message
 
 from services.common.config import Settings
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from services.common.ids import validate_id
+from services.common.placement import DEFAULT_SHOW, check_placement
 
 # Artifact names are relative paths of safe segments ("crops/track_0001/000012.jpg").
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -92,17 +94,51 @@ def limited(chunks: Iterable[bytes], limit: int = MAX_VIDEO_BYTES) -> Iterator[b
         yield chunk
 
 
-DEFAULT_SHOW = "default"
 # Review records per episode: far beyond a day of reviewing, small enough to list in one call.
 MAX_REVIEW_RECORDS = 100_000
 
 
-def person_id_for(name: str) -> str:
-    """The id a person's name becomes (same in every backend, so a facebank can move between them)."""
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:48]
-    if not slug:
-        raise InvalidArgument(f"person name {name!r} must contain at least one letter or digit")
-    return slug
+@dataclass(frozen=True)
+class ShowPlacement:
+    """Where an episode belongs: its show ("default" when none is named), the season of the show and
+    its number in that season (0: not set). Built with `checked`, so a record never holds a bad one."""
+
+    show_id: str = DEFAULT_SHOW
+    season: int = 0
+    episode_number: int = 0
+
+    @classmethod
+    def checked(cls, show_id: str, season: int, episode_number: int) -> ShowPlacement:
+        """InvalidArgument naming the field and the value for a malformed show id or an out-of-range number."""
+        return cls(check_placement(show_id, season, episode_number), season, episode_number)
+
+    def replacing(self, existing: storage_pb2.Episode | None, show_named: bool) -> ShowPlacement:
+        """This placement for a video replacing `existing`'s: what the request left unset (no show
+        named, a 0) keeps the episode's own."""
+        if existing is None:
+            return self
+        return ShowPlacement(
+            self.show_id if show_named or not existing.show_id else existing.show_id,
+            self.season or existing.season,
+            self.episode_number or existing.episode_number,
+        )
+
+    def apply(self, episode: storage_pb2.Episode) -> bool:
+        """Set the episode's show, season and number; whether anything changed."""
+        before = (episode.show_id, episode.season, episode.episode_number)
+        episode.show_id, episode.season, episode.episode_number = self.show_id, self.season, self.episode_number
+        return before != (self.show_id, self.season, self.episode_number)
+
+
+def in_show(episode: storage_pb2.Episode, show_id: str) -> bool:
+    """Whether an episode belongs to `show_id` (every episode does to ""; a record without a show is
+    the default show's)."""
+    return not show_id or (episode.show_id or DEFAULT_SHOW) == show_id
+
+
+def show_filter(show_id: str) -> str:
+    """A ListEpisodes show filter, validated ("" = every show)."""
+    return validate_id("show", show_id) if show_id else ""
 
 
 def person_with_exemplars(
@@ -187,9 +223,17 @@ class StorageBackend(Facebank, Protocol):
         show_id: str,
         replace_video: bool,
         upload_id: str = "",
+        season: int = 0,
+        episode_number: int = 0,
     ) -> storage_pb2.Episode:
         """Copy the video at source_path (a local file), or move a staged upload, into the store;
-        idempotent for the same bytes."""
+        idempotent for the same bytes (the stored record is returned as it is). Replacing a video
+        keeps the episode's show when show_id is empty, and its season and number when they are 0."""
+        ...
+
+    def update_episode(self, ep_id: str, show_id: str, season: int, episode_number: int) -> storage_pb2.Episode:
+        """Set an episode's show ("default" when empty), season and number (0: not set), atomically with
+        every other writer of the record (publish_run, create_episode): neither undoes the other."""
         ...
 
     def stage_upload(self, filename: str, chunks: Iterable[bytes]) -> storage_pb2.StagedUpload:
@@ -220,7 +264,9 @@ class StorageBackend(Facebank, Protocol):
         """The record; video_uri is readable by the detector (a path, or a presigned URL on S3)."""
         ...
 
-    def list_episodes(self) -> list[storage_pb2.Episode]: ...
+    def list_episodes(self, show_id: str = "") -> list[storage_pb2.Episode]:
+        """Every episode by id, or only those of show `show_id` (validated)."""
+        ...
 
     def delete_episode(self, ep_id: str, include_s3: bool) -> tuple[int, int]:
         """Remove local caches always, S3 objects only if include_s3: (local dirs, S3 objects) removed."""

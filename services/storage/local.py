@@ -1,6 +1,6 @@
 """Local filesystem backend. Layout under the data root (documented in docs/storage.md):
 
-    episodes/<ep_id>/episode.json          episode record (video, current run)
+    episodes/<ep_id>/episode.json          episode record (video, current run, show, season, number)
     episodes/<ep_id>/video.<ext>           the stored video
     episodes/<ep_id>/runs/<run_id>/...     every run's artifacts, kept
     episodes/<ep_id>/<artifact>            the published (current) run's artifacts: the output contract
@@ -31,13 +31,15 @@ from services.common.ids import validate_id
 from services.common.model_manifest import sha256_file
 from services.storage.backend import (
     CHUNK_BYTES,
-    DEFAULT_SHOW,
     EPISODE_RECORD,
     MANIFEST,
     MAX_REVIEW_RECORDS,
     FacebankCalls,
+    ShowPlacement,
     UploadLimits,
+    in_show,
     record_json,
+    show_filter,
     utc_timestamp,
     validate_artifact_name,
     video_suffix,
@@ -103,12 +105,14 @@ class LocalStorage(FacebankCalls):
         show_id: str,
         replace_video: bool,
         upload_id: str = "",
+        season: int = 0,
+        episode_number: int = 0,
     ) -> storage_pb2.Episode:
         directory = self._root.inside(
             self._episode_dir(ep_id),
             FailedPrecondition(f"episode {ep_id!r} cannot be created: its folder leads out of the data root"),
         )
-        show_id = validate_id("show", show_id or DEFAULT_SHOW)
+        placement = ShowPlacement.checked(show_id, season, episode_number)
         source = self._staging.staged(upload_id) if upload_id else Path(source_path)
         if not source.is_file():
             raise NotFound(f"video file {source_path} does not exist")
@@ -136,8 +140,8 @@ class LocalStorage(FacebankCalls):
                     video_sha256=sha,
                     created_at=existing.created_at if existing else utc_timestamp(),
                     current_run_id=existing.current_run_id if existing else "",
-                    show_id=show_id,
                 )
+                placement.replacing(existing, show_named=bool(show_id)).apply(episode)
                 episode.video.uri = str(target)
                 self._write_record(episode)
                 for older in directory.glob("video.*"):  # a replaced video of another container
@@ -151,7 +155,18 @@ class LocalStorage(FacebankCalls):
                 raise
             return episode
 
-    def list_episodes(self) -> list[storage_pb2.Episode]:
+    def update_episode(self, ep_id: str, show_id: str, season: int, episode_number: int) -> storage_pb2.Episode:
+        """Under the lock publish_run and create_episode hold: a read-modify-write of the record that
+        no other writer in this process can interleave with (one storage replica per data root)."""
+        placement = ShowPlacement.checked(show_id, season, episode_number)
+        with self._lock:
+            episode = self.get_episode(ep_id)
+            if placement.apply(episode):
+                self._write_record(episode)
+            return episode
+
+    def list_episodes(self, show_id: str = "") -> list[storage_pb2.Episode]:
+        show_id = show_filter(show_id)
         episodes = []
         for name in self._root.children(self.root / "episodes"):
             if name.startswith("."):  # .deleting-* folders on their way out
@@ -160,7 +175,7 @@ class LocalStorage(FacebankCalls):
                 found = self._find_episode(name)
             except InvalidArgument:  # not an episode id: not faceflow's
                 continue
-            if found is not None:
+            if found is not None and in_show(found, show_id):
                 episodes.append(found)
         return episodes
 

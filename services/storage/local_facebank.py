@@ -11,10 +11,9 @@ from google.protobuf import json_format
 
 from services.common.auth import audit_name
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.common.ids import validate_id
+from services.common.ids import person_id_for, validate_id
 from services.storage.backend import (
     DEFAULT_SHOW,
-    person_id_for,
     person_with_exemplars,
     record_json,
     remove_exemplar_from,

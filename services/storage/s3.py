@@ -25,14 +25,15 @@ from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArg
 from services.common.ids import validate_id
 from services.common.model_manifest import sha256_file
 from services.storage.backend import (
-    DEFAULT_SHOW,
     EPISODE_RECORD,
     MANIFEST,
     MAX_REVIEW_RECORDS,
     FacebankCalls,
+    ShowPlacement,
     UploadLimits,
+    in_show,
     limited,
-    record_json,
+    show_filter,
     utc_timestamp,
     validate_artifact_name,
     video_suffix,
@@ -81,13 +82,32 @@ class S3Storage(FacebankCalls):
     def get_episode(self, ep_id: str) -> storage_pb2.Episode:
         return self._presented(self._records.episode(ep_id)[0])
 
-    def list_episodes(self) -> list[storage_pb2.Episode]:
+    def list_episodes(self, show_id: str = "") -> list[storage_pb2.Episode]:
+        show_id = show_filter(show_id)
         episodes = []
         for folder in self._s3.list_folders("list episodes", self._keys.key("episodes") + "/"):
             found = self._records.read(f"{folder}{EPISODE_RECORD}", storage_pb2.Episode)
-            if found is not None:  # a prefix without a record is a leftover of a delete, not an episode
+            # A prefix without a record is a leftover of a delete, not an episode.
+            if found is not None and in_show(found[0], show_id):
                 episodes.append(self._presented(found[0]))
         return sorted(episodes, key=lambda e: e.ep_id)
+
+    def update_episode(self, ep_id: str, show_id: str, season: int, episode_number: int) -> storage_pb2.Episode:
+        """The compare-and-swap loop publish_run uses: a publish that lands between the read and the write
+        makes the write fail its If-Match, and the change is applied again to the record it wrote."""
+        record_key = self._keys.episode(ep_id, EPISODE_RECORD)
+        placement = ShowPlacement.checked(show_id, season, episode_number)
+
+        def place(episode: storage_pb2.Episode | None) -> tuple[storage_pb2.Episode, bool]:
+            if episode is None:
+                raise missing_episode(ep_id)
+            return episode, placement.apply(episode)
+
+        conflict = (
+            f"episode {ep_id!r} is being changed by other writers; setting its show lost "
+            f"{self.settings.record_cas_attempts} races in a row, retry it"
+        )
+        return self._presented(self._records.update(record_key, storage_pb2.Episode, place, conflict))
 
     def stage_upload(self, filename: str, chunks: Iterable[bytes]) -> storage_pb2.StagedUpload:
         """Stream a video into staging (refused past limits.max_bytes); upload.json last marks it complete."""
@@ -150,18 +170,21 @@ class S3Storage(FacebankCalls):
         show_id: str,
         replace_video: bool,
         upload_id: str = "",
+        season: int = 0,
+        episode_number: int = 0,
     ) -> storage_pb2.Episode:
         """Upload a local file (or adopt a staged upload with a server-side copy), then write the record
-        with If-None-Match/If-Match; a new episode whose record cannot be written leaves no video behind."""
+        with If-None-Match/If-Match (the compare-and-swap loop: a concurrent publish or show change is
+        kept); a new episode whose record cannot be written leaves no video behind."""
         record_key = self._keys.episode(ep_id, EPISODE_RECORD)
-        show_id = validate_id("show", show_id or DEFAULT_SHOW)
+        placement = ShowPlacement.checked(show_id, season, episode_number)
         staged = self._staged(upload_id) if upload_id else None
         source = Path(source_path)
         if staged is None and not source.is_file():
             raise NotFound(f"video file {source_path} does not exist")
         sha = str(staged["sha256"]) if staged else sha256_file(source)
         found = self._records.read(record_key, storage_pb2.Episode)
-        existing, etag = found if found is not None else (None, None)
+        existing = found[0] if found is not None else None
         if existing is not None:
             if existing.video_sha256 == sha:
                 if upload_id:
@@ -185,26 +208,35 @@ class S3Storage(FacebankCalls):
             if existing is None:
                 self._s3.delete_quietly([video_key])
             raise
-        episode = storage_pb2.Episode(
-            ep_id=ep_id,
-            video_uri=f"s3://{self.settings.bucket}/{video_key}",
-            video=video,
-            video_sha256=sha,
-            created_at=existing.created_at if existing else utc_timestamp(),
-            current_run_id=existing.current_run_id if existing else "",
-            show_id=show_id,
+        video_uri = f"s3://{self.settings.bucket}/{video_key}"
+
+        def with_video(current: storage_pb2.Episode | None) -> tuple[storage_pb2.Episode, bool]:
+            # A publish or a show change since the first read is kept (the record is rebuilt on top
+            # of it); another video, or the episode created or deleted meanwhile, is the caller's to retry.
+            if (current.video_sha256 if current else None) != (existing.video_sha256 if existing else None):
+                raise AlreadyExists(f"episode {ep_id!r} was created or changed concurrently; retry the request")
+            episode = storage_pb2.Episode(
+                ep_id=ep_id,
+                video_uri=video_uri,
+                video=video,
+                video_sha256=sha,
+                created_at=current.created_at if current else utc_timestamp(),
+                current_run_id=current.current_run_id if current else "",
+            )
+            placement.replacing(current, show_named=bool(show_id)).apply(episode)
+            episode.video.uri = video_uri
+            return episode, True
+
+        conflict = (
+            f"episode {ep_id!r} is being changed by other writers; storing its video lost "
+            f"{self.settings.record_cas_attempts} races in a row, retry it"
         )
-        episode.video.uri = episode.video_uri
         try:
-            written = self._s3.write_conditional(record_key, record_json(episode), etag)
+            episode = self._records.update(record_key, storage_pb2.Episode, with_video, conflict)
         except BaseException:
             if existing is None:
                 self._s3.delete_quietly([video_key])
             raise
-        if not written:
-            if existing is None:
-                self._s3.delete_quietly([video_key])
-            raise AlreadyExists(f"episode {ep_id!r} was created or changed concurrently; retry the request")
         if existing is not None:
             old_key = key_of(existing.video_uri, self.settings.bucket)
             if old_key and old_key != video_key:

@@ -7,10 +7,9 @@ from faceflow.v1 import storage_pb2
 
 from services.common.auth import audit_name
 from services.common.errors import InvalidArgument, NotFound
-from services.common.ids import validate_id
+from services.common.ids import person_id_for, validate_id
 from services.storage.backend import (
     DEFAULT_SHOW,
-    person_id_for,
     person_with_exemplars,
     remove_exemplar_from,
     utc_timestamp,

@@ -3,7 +3,7 @@ with the one compare-and-swap loop that changes them.
 
 Key layout (also in docs/storage.md, the one place a reader should need):
 
-    {prefix}/episodes/{ep_id}/episode.json              the record (video probe, sha256, current run)
+    {prefix}/episodes/{ep_id}/episode.json              the record (video probe, sha256, current run, show)
     {prefix}/episodes/{ep_id}/video{ext}                the stored video
     {prefix}/episodes/{ep_id}/runs/{run_id}/{artifact}  every run's artifacts, kept
     {prefix}/episodes/{ep_id}/review/{seq:06d}.json     the review log, one immutable object per record

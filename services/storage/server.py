@@ -29,7 +29,14 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         if not request.source_path and not request.upload_id:
             raise InvalidArgument("give either source_path or upload_id")
         return self._backend.create_episode(
-            request.ep_id, request.source_path, request.video, request.show_id, request.replace_video, request.upload_id
+            request.ep_id,
+            request.source_path,
+            request.video,
+            request.show_id,
+            request.replace_video,
+            request.upload_id,
+            season=request.season,
+            episode_number=request.episode_number,
         )
 
     def StageUpload(
@@ -73,7 +80,14 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     def ListEpisodes(
         self, request: storage_pb2.ListEpisodesRequest, context: grpc.ServicerContext
     ) -> storage_pb2.ListEpisodesResponse:
-        return storage_pb2.ListEpisodesResponse(episodes=[_as_seen_by_caller(e) for e in self._backend.list_episodes()])
+        episodes = self._backend.list_episodes(request.show_id)
+        return storage_pb2.ListEpisodesResponse(episodes=[_as_seen_by_caller(e) for e in episodes])
+
+    def UpdateEpisode(
+        self, request: storage_pb2.UpdateEpisodeRequest, context: grpc.ServicerContext
+    ) -> storage_pb2.Episode:
+        episode = self._backend.update_episode(request.ep_id, request.show_id, request.season, request.episode_number)
+        return _as_seen_by_caller(episode)
 
     def DeleteEpisode(
         self, request: storage_pb2.DeleteEpisodeRequest, context: grpc.ServicerContext

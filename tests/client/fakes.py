@@ -73,6 +73,7 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer, Record
         self.submits: list[orchestrator_pb2.SubmitJobRequest] = []
         self.watch_scripts: list[WatchScript] = []
         self.created: list[storage_pb2.CreateEpisodeRequest] = []
+        self.placed: list[orchestrator_pb2.SetEpisodeShowRequest] = []
         self.screen_time = orchestrator_pb2.ScreenTime()
         self.review = orchestrator_pb2.ReviewState()
         self.job = orchestrator_pb2.Job(job_id="job-1", ep_id="ep1", progress=progress(JS.JOB_STATE_QUEUED))
@@ -112,7 +113,14 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer, Record
             return _abort(context, grpc.StatusCode.NOT_FOUND, "no such session")
         self.uploaded[request.session_id] = bytes(session.data)
         video = common_pb2.VideoInfo(size_bytes=len(session.data), fps=25.0, frame_count=250, duration_s=10.0)
-        return storage_pb2.Episode(ep_id=self.headers.ep_id, show_id=self.headers.show_id, video=video)
+        header = self.headers
+        return storage_pb2.Episode(
+            ep_id=header.ep_id,
+            show_id=header.show_id,
+            season=header.season,
+            episode_number=header.episode_number,
+            video=video,
+        )
 
     def AbortUpload(self, request: Any, context: Any) -> orchestrator_pb2.AbortUploadResponse:
         self.enter("AbortUpload", context)
@@ -123,7 +131,16 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer, Record
     def CreateEpisode(self, request: Any, context: Any) -> storage_pb2.Episode:
         self.enter("CreateEpisode", context)
         self.created.append(request)
-        return storage_pb2.Episode(ep_id=request.ep_id, show_id=request.show_id)
+        return storage_pb2.Episode(
+            ep_id=request.ep_id, show_id=request.show_id, season=request.season, episode_number=request.episode_number
+        )
+
+    def SetEpisodeShow(self, request: Any, context: Any) -> storage_pb2.Episode:
+        self.enter("SetEpisodeShow", context)
+        self.placed.append(request)
+        return storage_pb2.Episode(
+            ep_id=request.ep_id, show_id=request.show_id, season=request.season, episode_number=request.episode_number
+        )
 
     def SubmitJob(self, request: Any, context: Any) -> orchestrator_pb2.Job:
         self.enter("SubmitJob", context)
@@ -169,6 +186,8 @@ class FakeStorage(storage_pb2_grpc.StorageServiceServicer, Recorder):
         Recorder.__init__(self)
         self.artifacts: dict[str, bytes] = {}
         self.refs: list[storage_pb2.ArtifactRef] = []
+        self.episodes: list[storage_pb2.Episode] = []
+        self.listed_shows: list[str] = []
 
     def GetArtifact(self, request: Any, context: Any) -> Iterator[storage_pb2.GetArtifactResponse]:
         self.enter("GetArtifact", context)
@@ -182,6 +201,12 @@ class FakeStorage(storage_pb2_grpc.StorageServiceServicer, Recorder):
     def GetEpisode(self, request: Any, context: Any) -> storage_pb2.Episode:
         self.enter("GetEpisode", context)
         return storage_pb2.Episode(ep_id=request.ep_id, video=common_pb2.VideoInfo(fps=25.0))
+
+    def ListEpisodes(self, request: Any, context: Any) -> storage_pb2.ListEpisodesResponse:
+        self.enter("ListEpisodes", context)
+        self.listed_shows.append(request.show_id)
+        episodes = [e for e in self.episodes if not request.show_id or e.show_id == request.show_id]
+        return storage_pb2.ListEpisodesResponse(episodes=episodes)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from faceflow.client import (
     Unavailable,
 )
 from faceflow.client.aio import AsyncClient
-from faceflow.v1 import orchestrator_pb2
+from faceflow.v1 import orchestrator_pb2, storage_pb2
 
 from tests.client.fakes import JS, Servers, WatchScript, progress, serve
 from tests.client.test_models import TRACKS_JSONL, screen_time_proto
@@ -107,6 +107,33 @@ def test_upload_sends_the_file_in_chunks_and_reports_progress(servers: Servers, 
     assert seen == [(0, len(VIDEO)), (CHUNK, len(VIDEO)), (2 * CHUNK, len(VIDEO)), (3 * CHUNK, len(VIDEO))] + [
         (len(VIDEO), len(VIDEO))
     ]
+
+
+def test_an_upload_places_the_episode_in_its_show_season_and_number(
+    servers: Servers, client: Client, video: Path
+) -> None:
+    episode = client.upload(video, "ep1", show="s1", season=2, episode_number=7, chunk_bytes=CHUNK)
+    header = servers.orchestrator.headers
+    assert (header.show_id, header.season, header.episode_number) == ("s1", 2, 7)
+    assert (episode.show_id, episode.season, episode.episode_number) == ("s1", 2, 7)
+    plain = client.upload(video, "ep2", chunk_bytes=CHUNK)
+    assert (plain.season, plain.episode_number) == (0, 0)  # not set unless given
+    assert servers.orchestrator.headers.show_id == "default"
+
+
+def test_episodes_of_a_show_and_moving_an_episode_to_another(servers: Servers, client: Client) -> None:
+    servers.shared_storage.episodes = [
+        storage_pb2.Episode(ep_id="ep1", show_id="s1", season=1, episode_number=1),
+        storage_pb2.Episode(ep_id="ep2", show_id="s2"),
+    ]
+    assert [e.ep_id for e in client.episodes()] == ["ep1", "ep2"]
+    [only] = client.episodes(show="s1")
+    assert (only.ep_id, only.season, only.episode_number) == ("ep1", 1, 1)
+    assert servers.shared_storage.listed_shows == ["", "s1"]
+    moved = client.set_episode_show("ep2", "s1", season=1, episode_number=2)
+    (request,) = servers.orchestrator.placed
+    assert (request.ep_id, request.show_id, request.season, request.episode_number) == ("ep2", "s1", 1, 2)
+    assert (moved.ep_id, moved.show_id, moved.season, moved.episode_number) == ("ep2", "s1", 1, 2)
 
 
 def test_a_chunk_whose_answer_was_lost_is_sent_again_at_the_same_offset(
@@ -245,10 +272,13 @@ class _Unseekable(io.RawIOBase):
 
 
 def test_create_episode_from_s3_sends_the_uri(servers: Servers, client: Client) -> None:
-    episode = client.create_episode_from_s3("s3://videos/s01/e01.mp4", "ep1", show="s1", replace_video=True)
+    episode = client.create_episode_from_s3(
+        "s3://videos/s01/e01.mp4", "ep1", show="s1", season=1, episode_number=1, replace_video=True
+    )
     (request,) = servers.orchestrator.created
     assert request.source_uri == "s3://videos/s01/e01.mp4" and not request.source_path
     assert (request.ep_id, request.show_id, request.replace_video, episode.ep_id) == ("ep1", "s1", True, "ep1")
+    assert (request.season, request.episode_number, episode.season, episode.episode_number) == (1, 1, 1, 1)
 
 
 def test_create_episode_from_s3_checks_the_uri(client: Client) -> None:

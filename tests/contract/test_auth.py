@@ -316,3 +316,27 @@ def test_people_never_see_where_the_video_lives(
     with stack.channel("storage") as channel:  # services still get it: the detector opens it
         internal = storage_pb2_grpc.StorageServiceStub(channel).GetEpisode(storage_pb2.GetEpisodeRequest(ep_id=episode))
     assert internal.video_uri.startswith(str(stack.data_root.resolve()))
+
+
+def test_an_upload_answers_people_without_where_the_video_lives(as_role: Callable[[str], Caller], media: Path) -> None:
+    reviewer = as_role("reviewer")
+    data = (media / "single_face.mp4").read_bytes()
+    Header = orchestrator_pb2.UploadEpisodeRequest.Header
+    streamed = reviewer.orchestrator.UploadEpisode(
+        iter(
+            [
+                orchestrator_pb2.UploadEpisodeRequest(header=Header(ep_id="auth-uri-1", filename="a.mp4", season=2)),
+                orchestrator_pb2.UploadEpisodeRequest(chunk=data),
+            ]
+        )
+    )
+    session = reviewer.orchestrator.BeginUpload(
+        orchestrator_pb2.BeginUploadRequest(header=Header(ep_id="auth-uri-2", filename="b.mp4"), size_bytes=len(data))
+    )
+    reviewer.orchestrator.UploadChunk(
+        orchestrator_pb2.UploadChunkRequest(session_id=session.session_id, offset=0, data=data)
+    )
+    finished = reviewer.orchestrator.FinishUpload(orchestrator_pb2.FinishUploadRequest(session_id=session.session_id))
+    for seen in (streamed, finished):
+        assert seen.video.frame_count > 0 and not seen.video_uri and not seen.video.uri
+    assert streamed.season == 2

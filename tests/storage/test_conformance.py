@@ -134,6 +134,9 @@ def test_malformed_ids_are_invalid_argument(backend: Any, episode: str, tmp_path
         lambda: backend.get_person("default", bad),
         lambda: backend.list_people(bad or "../"),
         lambda: backend.add_person(bad or "../", "Ada", [storage_pb2.Exemplar(model_id="m")], False),
+        lambda: backend.update_episode(bad, "show-1", 1, 1),
+        lambda: backend.update_episode(episode, bad or "../", 1, 1),
+        lambda: backend.list_episodes(bad or "../"),
     ]
     for call in calls:
         with pytest.raises(InvalidArgument):
@@ -431,3 +434,135 @@ def test_stale_staged_uploads_are_swept_and_fresh_ones_kept(backend: Any) -> Non
     assert backend.sweep_staging(3600) == 0
     episode = backend.create_episode("ep-kept", "", VIDEO, "", False, upload_id=kept.upload_id)
     assert read_uri(episode.video_uri) == b"kept"
+
+
+def test_an_episode_keeps_its_show_season_and_number_and_a_replaced_video_keeps_them(
+    backend: Any, tmp_path: Path
+) -> None:
+    video_a = make_video(tmp_path, "a.mp4", b"video-a" * 100)
+    created = backend.create_episode("ep-s1", str(video_a), VIDEO, "show-x", False, season=2, episode_number=5)
+    assert (created.show_id, created.season, created.episode_number) == ("show-x", 2, 5)
+    stored = backend.get_episode("ep-s1")
+    assert (stored.show_id, stored.season, stored.episode_number) == ("show-x", 2, 5)
+    [listed] = backend.list_episodes()
+    assert (listed.season, listed.episode_number) == (2, 5)
+    plain = backend.create_episode("ep-plain", str(video_a), VIDEO, "", False)
+    assert (plain.show_id, plain.season, plain.episode_number) == ("default", 0, 0)
+
+    # A new video with nothing said about the show, season or number: the episode keeps its own.
+    video_b = make_video(tmp_path, "b.mp4", b"video-b" * 100)
+    replaced = backend.create_episode("ep-s1", str(video_b), VIDEO, "", True)
+    assert replaced.video_sha256 == hashlib.sha256(video_b.read_bytes()).hexdigest()
+    assert (replaced.show_id, replaced.season, replaced.episode_number) == ("show-x", 2, 5)
+    stored = backend.get_episode("ep-s1")
+    assert (stored.show_id, stored.season, stored.episode_number) == ("show-x", 2, 5)
+    # What a replacement does say is taken.
+    video_c = make_video(tmp_path, "c.mp4", b"video-c" * 100)
+    again = backend.create_episode("ep-s1", str(video_c), VIDEO, "show-y", True, season=3)
+    assert (again.show_id, again.season, again.episode_number) == ("show-y", 3, 5)
+
+    staged = backend.stage_upload("clip.mp4", iter([b"staged" * 50]))
+    uploaded = backend.create_episode(
+        "ep-s2", "", VIDEO, "show-x", False, upload_id=staged.upload_id, season=1, episode_number=10_000
+    )
+    assert (uploaded.show_id, uploaded.season, uploaded.episode_number) == ("show-x", 1, 10_000)
+    assert backend.get_episode("ep-s2").episode_number == 10_000
+
+
+@pytest.mark.parametrize(
+    ("season", "number", "fragment"),
+    [(-1, 1, "season"), (1001, 1, "season"), (1, -1, "episode_number"), (1, 10_001, "episode_number")],
+)
+def test_out_of_range_seasons_and_numbers_are_refused_naming_field_and_value(
+    backend: Any, episode: str, tmp_path: Path, season: int, number: int, fragment: str
+) -> None:
+    value = season if fragment == "season" else number
+    with pytest.raises(InvalidArgument, match=rf"{fragment} must be 0 \(not set\) to \d+, got {value}"):
+        backend.update_episode(episode, "show-1", season, number)
+    stored = backend.get_episode(episode)
+    assert (stored.show_id, stored.season, stored.episode_number) == ("default", 0, 0)
+    video = str(make_video(tmp_path, "v.mp4", b"another video"))
+    with pytest.raises(InvalidArgument, match=fragment):
+        backend.create_episode("ep-bad", video, VIDEO, "", False, season=season, episode_number=number)
+    with pytest.raises(NotFound):
+        backend.get_episode("ep-bad")  # nothing half-created
+
+
+def test_update_episode_sets_show_season_and_number(backend: Any, episode: str) -> None:
+    updated = backend.update_episode(episode, "show-1", 1000, 10_000)  # the largest taken
+    assert (updated.ep_id, updated.show_id, updated.season, updated.episode_number) == (episode, "show-1", 1000, 10_000)
+    assert read_uri(updated.video_uri) == b"video-a" * 100  # the whole record, video included
+    stored = backend.get_episode(episode)
+    assert (stored.show_id, stored.season, stored.episode_number) == ("show-1", 1000, 10_000)
+    assert stored.video_sha256 == updated.video_sha256 and stored.created_at == updated.created_at
+    assert backend.update_episode(episode, "show-1", 1000, 10_000).season == 1000  # unchanged: fine
+    cleared = backend.update_episode(episode, "", 0, 0)  # no show named: the default show, numbers unset
+    assert (cleared.show_id, cleared.season, cleared.episode_number) == ("default", 0, 0)
+    with pytest.raises(NotFound, match="ep-missing"):
+        backend.update_episode("ep-missing", "show-1", 1, 1)
+    with pytest.raises(NotFound):
+        backend.get_episode("ep-missing")  # an update never creates an episode
+
+
+def test_list_episodes_of_one_show(backend: Any, tmp_path: Path) -> None:
+    video = str(make_video(tmp_path, "a.mp4", b"video-a" * 100))
+    backend.create_episode("ep-a", video, VIDEO, "show-x", False, season=1, episode_number=1)
+    backend.create_episode("ep-b", video, VIDEO, "", False)
+    backend.create_episode("ep-c", video, VIDEO, "show-x", False, season=1, episode_number=2)
+    backend.create_episode("ep-d", video, VIDEO, "show-y", False)
+    assert [e.ep_id for e in backend.list_episodes("show-x")] == ["ep-a", "ep-c"]
+    assert [e.ep_id for e in backend.list_episodes("default")] == ["ep-b"]
+    assert [e.ep_id for e in backend.list_episodes()] == ["ep-a", "ep-b", "ep-c", "ep-d"]
+    assert [e.ep_id for e in backend.list_episodes("")] == ["ep-a", "ep-b", "ep-c", "ep-d"]
+    assert backend.list_episodes("no-such-show") == []
+    backend.update_episode("ep-d", "show-x", 2, 1)
+    assert [e.ep_id for e in backend.list_episodes("show-x")] == ["ep-a", "ep-c", "ep-d"]
+    assert backend.list_episodes("show-y") == []
+    with pytest.raises(InvalidArgument, match="show id"):
+        backend.list_episodes("../x")
+
+
+def test_an_update_racing_publishes_loses_neither(backend: Any, episode: str) -> None:
+    """One thread publishes runs in order while another sets seasons in order, for as long as the
+    publisher runs. Each is the only writer of its field, so each must find its own last value still
+    there before its next write, and the record must end with both last values."""
+    runs = 15
+    errors: list[BaseException] = []
+    published = threading.Event()
+    seasons: list[int] = []
+    for i in range(runs):  # finished runs, ready to publish
+        put(backend, episode, f"run-{i:02d}", "manifest.json", b"{}")
+
+    def publisher() -> None:
+        try:
+            for i in range(runs):
+                before = backend.get_episode(episode).current_run_id
+                assert before == (f"run-{i - 1:02d}" if i else ""), f"publish of run-{i - 1:02d} was undone: {before}"
+                assert backend.publish_run(episode, f"run-{i:02d}").current_run_id == f"run-{i:02d}"
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+        finally:
+            published.set()
+
+    def updater() -> None:
+        try:
+            season = 0
+            while not published.is_set() or season < 10:
+                before = backend.get_episode(episode)
+                assert (before.season, before.episode_number) == (season, season * 10), "an update was undone"
+                season += 1
+                updated = backend.update_episode(episode, "show-race", season, season * 10)
+                assert (updated.season, updated.episode_number) == (season, season * 10)
+                seasons.append(season)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=publisher), threading.Thread(target=updater)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors[0]
+    final = backend.get_episode(episode)
+    assert final.current_run_id == f"run-{runs - 1:02d}"
+    assert (final.show_id, final.season, final.episode_number) == ("show-race", seasons[-1], seasons[-1] * 10)

@@ -107,6 +107,8 @@ class Client:
         episode: str,
         *,
         show: str = "default",
+        season: int = 0,
+        episode_number: int = 0,
         replace_video: bool = False,
         filename: str | None = None,
         size: int | None = None,
@@ -122,20 +124,36 @@ class Client:
         total_bytes) after each chunk. A chunk that does not land is sent again until one lands or
         nothing has for `patience_s`; if the orchestrator lost the session (it restarted), a rewindable
         source is uploaded again from the start. A failed upload is aborted on the server.
-        replace_video: replace the video of an existing episode (its runs are kept).
+        show, season, episode_number: the show the episode belongs to, its season and its number in it
+        (0: not set; a replaced video keeps the episode's own). replace_video: replace the video of an
+        existing episode (its runs are kept).
         """
         with _upload.open_source(source, size, filename) as opened:
             header = orchestrator_pb2.UploadEpisodeRequest.Header(
-                ep_id=episode, filename=opened.name, show_id=show, replace_video=replace_video
+                ep_id=episode,
+                filename=opened.name,
+                show_id=show,
+                season=season,
+                episode_number=episode_number,
+                replace_video=replace_video,
             )
             stored = _upload.upload(self, opened, header, chunk_bytes, on_progress, patience_s)
         return Episode.from_proto(stored)
 
     def create_episode_from_s3(
-        self, uri: str, episode: str, *, show: str = "default", replace_video: bool = False
+        self,
+        uri: str,
+        episode: str,
+        *,
+        show: str = "default",
+        season: int = 0,
+        episode_number: int = 0,
+        replace_video: bool = False,
     ) -> Episode:
-        """An episode of a video already in the deployment's bucket ("s3://bucket/key"), without uploading it."""
+        """An episode of a video already in the deployment's bucket ("s3://bucket/key"), without uploading
+        it; show, season and episode_number as in upload()."""
         request = s3_request(uri, episode, show, replace_video)
+        request.season, request.episode_number = season, episode_number
         return Episode.from_proto(
             self._call(self._orchestrator.CreateEpisode, request, max(self.timeout_s, LONG_CALL_S))
         )
@@ -143,9 +161,19 @@ class Client:
     def episode(self, episode: str) -> Episode:
         return Episode.from_proto(self._call(self._storage.GetEpisode, storage_pb2.GetEpisodeRequest(ep_id=episode)))
 
-    def episodes(self) -> Episodes:
-        response = self._call(self._storage.ListEpisodes, storage_pb2.ListEpisodesRequest())
+    def episodes(self, show: str | None = None) -> Episodes:
+        """Every stored episode, or only those of one show."""
+        response = self._call(self._storage.ListEpisodes, storage_pb2.ListEpisodesRequest(show_id=show or ""))
         return Episodes(tuple(Episode.from_proto(e) for e in response.episodes))
+
+    def set_episode_show(
+        self, episode: str, show: str = "default", *, season: int = 0, episode_number: int = 0
+    ) -> Episode:
+        """Move an episode to a show, season and number (each as given: 0 clears a number)."""
+        request = orchestrator_pb2.SetEpisodeShowRequest(
+            ep_id=episode, show_id=show, season=season, episode_number=episode_number
+        )
+        return Episode.from_proto(self._call(self._orchestrator.SetEpisodeShow, request))
 
     # ---- jobs -----------------------------------------------------------------------------------------
 

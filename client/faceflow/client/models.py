@@ -245,6 +245,8 @@ class Episode:
     duration_s: float
     codec: str
     size_bytes: int
+    season: int = 0  # of its show; 0: not set
+    episode_number: int = 0  # in its season; 0: not set
 
     @classmethod
     def from_proto(cls, message: storage_pb2.Episode) -> Episode:
@@ -252,6 +254,8 @@ class Episode:
         return cls(
             ep_id=message.ep_id,
             show_id=message.show_id,
+            season=message.season,
+            episode_number=message.episode_number,
             created_at=message.created_at,
             current_run_id=message.current_run_id,
             video_sha256=message.video_sha256,

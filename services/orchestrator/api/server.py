@@ -11,9 +11,10 @@ from services.common.auth import audit_name, current_principal
 from services.common.errors import InvalidArgument, PermissionDenied
 from services.common.grpc_errors import translate_rpc_errors
 from services.common.ids import validate_id
+from services.common.placement import check_placement
 from services.common.sampling import MAX_STRIDE
 from services.orchestrator.api.clients import ServiceClients
-from services.orchestrator.api.episodes import set_episode_show
+from services.orchestrator.api.episodes import as_seen_by_caller, set_episode_show
 from services.orchestrator.api.jobs import JobManager
 from services.orchestrator.api.uploads import (
     NOT_A_VIDEO,
@@ -50,8 +51,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         validate_id("episode", request.ep_id)
         if request.upload_id:
             raise InvalidArgument("upload_id is internal to storage: upload with BeginUpload or UploadEpisode")
+        check_placement(request.show_id, request.season, request.episode_number)
         if request.source_uri:
-            return create_from_object(self._clients, request)
+            return as_seen_by_caller(create_from_object(self._clients, request))
         if not request.source_path:
             raise InvalidArgument(
                 "no video: upload it (BeginUpload/UploadChunk/FinishUpload or UploadEpisode), or name one already "
@@ -74,7 +76,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         stored.CopyFrom(request)
         stored.video.CopyFrom(info)
         with translate_rpc_errors("storage"):
-            return self._clients.storage.CreateEpisode(stored)
+            return as_seen_by_caller(self._clients.storage.CreateEpisode(stored))
 
     def UploadEpisode(
         self, request_iterator: Iterator[orchestrator_pb2.UploadEpisodeRequest], context: grpc.ServicerContext
@@ -84,6 +86,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             raise InvalidArgument("the first UploadEpisode message must carry the episode header")
         header = first.header
         validate_id("episode", header.ep_id)
+        check_placement(header.show_id, header.season, header.episode_number)  # before a byte is staged
         # The first chunk is read before storage sees a byte: a non-video is refused with nothing staged.
         head = next(request_iterator, None)
         if head is None or head.WhichOneof("payload") != "chunk" or not head.chunk:
@@ -102,7 +105,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         # Bytes stream straight through to storage; nothing is kept in this process.
         with translate_rpc_errors("storage"):
             staged = self._clients.storage.StageUpload(staged_messages())
-        return create_from_staged(self._clients, header, staged)
+        return as_seen_by_caller(create_from_staged(self._clients, header, staged))
 
     def BeginUpload(
         self, request: orchestrator_pb2.BeginUploadRequest, context: grpc.ServicerContext
@@ -117,7 +120,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     def FinishUpload(
         self, request: orchestrator_pb2.FinishUploadRequest, context: grpc.ServicerContext
     ) -> storage_pb2.Episode:
-        return self._uploads.finish(request)
+        return as_seen_by_caller(self._uploads.finish(request))
 
     def AbortUpload(
         self, request: orchestrator_pb2.AbortUploadRequest, context: grpc.ServicerContext

@@ -39,6 +39,7 @@ from services.common.errors import (
 from services.common.grpc_errors import translate_rpc_errors
 from services.common.ids import validate_id
 from services.orchestrator.api.clients import ServiceClients
+from services.orchestrator.api.episodes import check_placement
 
 Header: TypeAlias = orchestrator_pb2.UploadEpisodeRequest.Header
 
@@ -139,6 +140,7 @@ def create_from_object(clients: ServiceClients, request: storage_pb2.CreateEpiso
     """An episode from a video already in the bucket (s3://BUCKET/KEY): storage checks the name and
     stages a copy, then it is probed and stored exactly like an upload."""
     validate_id("episode", request.ep_id)
+    check_placement(request.show_id, request.season, request.episode_number)
     with translate_rpc_errors("storage"):
         staged = clients.storage.StageObject(storage_pb2.StageObjectRequest(source_uri=request.source_uri))
     header = Header(
@@ -146,6 +148,8 @@ def create_from_object(clients: ServiceClients, request: storage_pb2.CreateEpiso
         filename=request.source_uri.rsplit("/", 1)[-1],
         show_id=request.show_id,
         replace_video=request.replace_video,
+        season=request.season,
+        episode_number=request.episode_number,
     )
     return create_from_staged(clients, header, staged)
 
@@ -153,6 +157,7 @@ def create_from_object(clients: ServiceClients, request: storage_pb2.CreateEpiso
 def _probe_and_create(
     clients: ServiceClients, header: Header, staged: storage_pb2.StagedUpload, name: str
 ) -> storage_pb2.Episode:
+    check_placement(header.show_id, header.season, header.episode_number)  # before the probe's work
     try:
         with translate_rpc_errors("detector"):
             info = clients.detector.ProbeVideo(detector_pb2.ProbeVideoRequest(video_uri=staged.uri)).info
@@ -166,6 +171,8 @@ def _probe_and_create(
                 video=info,
                 show_id=header.show_id,
                 replace_video=header.replace_video,
+                season=header.season,
+                episode_number=header.episode_number,
             )
         )
 
@@ -221,6 +228,7 @@ class UploadSessions:
         and storage's word that it fits (a storage that is down fails here, not at the last chunk)."""
         header = request.header
         validate_id("episode", header.ep_id)
+        check_placement(header.show_id, header.season, header.episode_number)
         size = request.size_bytes
         if size <= 0:
             raise InvalidArgument(f"size_bytes must be the file's size in bytes (> 0), got {size}")
