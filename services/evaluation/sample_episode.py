@@ -123,6 +123,12 @@ class EpisodeScript:
     photo_faces: Mapping[str, FaceAnnotation]
     enrolments: tuple[Enrolment, ...]
     effects: tuple[ShotEffects, ...] = ()  # one per shot, or empty: none
+    # Cutout name (a photo_faces key, an Actor's photo) -> photo file, for a second face cut from one
+    # photo (the season's crowd_5 from t1.jpg); a name not listed is the file name itself.
+    photo_files: Mapping[str, str] = field(default_factory=dict)
+
+    def photo_file(self, name: str) -> str:
+        return self.photo_files.get(name, name)
 
     def shot_effects(self) -> tuple[ShotEffects, ...]:
         if not self.effects:
@@ -392,7 +398,10 @@ def build_episode(
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     shots, all_effects = script.shots, script.shot_effects()
-    cutouts = {name: make_cutout(_read_photo(media / name), face) for name, face in script.photo_faces.items()}
+    cutouts = {
+        name: make_cutout(_read_photo(media / script.photo_file(name)), face)
+        for name, face in script.photo_faces.items()
+    }
     prop_cutouts = {}
     for prop in (p for shot in shots if isinstance(shot, PhotoShot) for p in shot.props):
         prop_cutouts[(prop.photo, prop.region)] = make_region_cutout(_read_photo(media / prop.photo), prop.region)
