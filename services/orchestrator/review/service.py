@@ -201,30 +201,19 @@ class ReviewService:
         run, view, records, problems = self._replay(ep_id)
         return self._state_proto(ep_id, run, view, records, problems)
 
+    def log(self, ep_id: str) -> list[Record]:
+        """The episode's review log as stored (cheap: one storage call, no replay)."""
+        return self._records(ep_id)
+
+    def reviewed(self, ep_id: str) -> tuple[RunData, ReviewView, list[Record]]:
+        """The current run, its reviewed view and the review log (for callers reading across episodes)."""
+        run, view, records, _ = self._replay(ep_id)
+        return run, view, records
+
     def screen_time(self, ep_id: str) -> orchestrator_pb2.ScreenTime:
         """Per identity and per name, with intervals: what the review page's reviewer sees now."""
         run, view, _, _ = self._replay(ep_id)
-        intervals = reviewed_intervals(run, view)
-        labels = {identity: view.labels.get(identity, ("", ""))[0] or None for identity in view.identities}
-
-        def row(identity: str, label: str | None, spans: list[tuple[float, float]]) -> orchestrator_pb2.ScreenTimeRow:
-            return orchestrator_pb2.ScreenTimeRow(
-                identity_id=identity,
-                label=label or "",
-                seconds=total_seconds(spans),
-                intervals=[orchestrator_pb2.TimeInterval(start_s=s, end_s=e) for s, e in spans],
-            )
-
-        people = merge_by_label(intervals, labels)
-        return orchestrator_pb2.ScreenTime(
-            ep_id=ep_id,
-            run_id=run.run_id,
-            duration_s=run.duration_s,
-            identities=[
-                row(i, labels[i], intervals[i]) for i in sorted(intervals, key=lambda k: -total_seconds(intervals[k]))
-            ],
-            people=[row("", label, spans) for label, spans in sorted(people.items(), key=lambda kv: kv[0])],
-        )
+        return screen_time_proto(ep_id, run, view)
 
     def review(self, ep_id: str, op: orchestrator_pb2.ReviewOp) -> orchestrator_pb2.ReviewState:
         for _ in range(APPEND_ATTEMPTS):
@@ -322,6 +311,31 @@ class ReviewService:
             unassigned_track_ids=sorted(view.unassigned),
             deleted_track_ids=sorted(view.deleted),
         )
+
+
+def screen_time_proto(ep_id: str, run: RunData, view: ReviewView) -> orchestrator_pb2.ScreenTime:
+    """Per identity and per name, with intervals, of a reviewed view."""
+    intervals = reviewed_intervals(run, view)
+    labels = {identity: view.labels.get(identity, ("", ""))[0] or None for identity in view.identities}
+
+    def row(identity: str, label: str | None, spans: list[tuple[float, float]]) -> orchestrator_pb2.ScreenTimeRow:
+        return orchestrator_pb2.ScreenTimeRow(
+            identity_id=identity,
+            label=label or "",
+            seconds=total_seconds(spans),
+            intervals=[orchestrator_pb2.TimeInterval(start_s=s, end_s=e) for s, e in spans],
+        )
+
+    people = merge_by_label(intervals, labels)
+    return orchestrator_pb2.ScreenTime(
+        ep_id=ep_id,
+        run_id=run.run_id,
+        duration_s=run.duration_s,
+        identities=[
+            row(i, labels[i], intervals[i]) for i in sorted(intervals, key=lambda k: -total_seconds(intervals[k]))
+        ],
+        people=[row("", label, spans) for label, spans in sorted(people.items(), key=lambda kv: kv[0])],
+    )
 
 
 def reviewed_intervals(run: RunData, view: ReviewView) -> dict[str, list[tuple[float, float]]]:
