@@ -1,8 +1,10 @@
-"""`faceflow facebank ...`: the known people of a show, enrolled from seed images."""
+"""`faceflow facebank ...`: the known people of a show, enrolled from seed images or promoted from
+a reviewed identity (docs/facebank.md#learning-from-review)."""
 
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
 
 from faceflow.v1 import orchestrator_pb2, storage_pb2
@@ -32,12 +34,37 @@ def cmd_facebank_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_facebank_promote(args: argparse.Namespace) -> int:
+    with session(args) as s, translate_rpc_errors("orchestrator"):
+        response = s.orchestrator.AddToFacebank(
+            orchestrator_pb2.AddToFacebankRequest(ep_id=args.episode, identity_id=args.identity, name=args.name)
+        )
+    person = response.person
+    if person.person_id:
+        print(
+            f"added {response.exemplars_added} exemplar(s) from {args.episode} {args.identity} to {person.name} "
+            f"({person.person_id}) in show {person.show_id}; {_origins(person)}"
+        )
+    else:
+        print(f"added no exemplar from {args.episode} {args.identity}")
+    for rejected in response.rejected:
+        print(f"  rejected {rejected.name}: {rejected.reason}")
+    return 0
+
+
+def _origins(person: storage_pb2.Person) -> str:
+    """Exemplar counts by origin, e.g. exemplars=5 (review 3, seed 2); one stored without an origin
+    (before origins were recorded) is a seed."""
+    counts = Counter(e.origin or "seed" for e in person.exemplars)
+    return f"exemplars={len(person.exemplars)} ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})"
+
+
 def cmd_facebank_list(args: argparse.Namespace) -> int:
     with session(args, ("storage",)) as s, translate_rpc_errors("storage"):
         people = s.storage.ListPeople(storage_pb2.ListPeopleRequest(show_id=args.show)).people
     for person in people:
         models = sorted({e.model_id for e in person.exemplars})
-        print(f"{person.person_id:<24} {person.name:<28} exemplars={len(person.exemplars)} models={','.join(models)}")
+        print(f"{person.person_id:<24} {person.name:<28} {_origins(person)} models={','.join(models)}")
     return 0
 
 
@@ -46,7 +73,9 @@ def cmd_facebank_show(args: argparse.Namespace) -> int:
         person = s.storage.GetPerson(storage_pb2.GetPersonRequest(show_id=args.show, person_id=args.person_id))
     print(f"{person.name} ({person.person_id}) in show {person.show_id}, enrolled {person.created_at}")
     for e in person.exemplars:
-        print(f"  {e.exemplar_id}  {e.source_name:<32} quality={e.quality:.2f} model={e.model_id}")
+        origin = e.origin or "seed"
+        added = f" added by {e.added_by} {e.added_at}" if e.added_by else ""
+        print(f"  {e.exemplar_id}  {origin:<6} {e.source_name:<32} quality={e.quality:.2f} model={e.model_id}{added}")
     return 0
 
 
@@ -81,7 +110,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add.add_argument("--append", action="store_true", help="add exemplars to an existing person")
     add.add_argument("images", nargs="+")
     add.set_defaults(func=cmd_facebank_add)
-    fl = facebank.add_parser("list", help="list enrolled people")
+    promote = facebank.add_parser(
+        "promote", help="add the best faces of a reviewed identity to the facebank (the episode's show)"
+    )
+    promote.add_argument("episode")
+    promote.add_argument("identity", help="identity id in the episode's current run, e.g. id_0003")
+    promote.add_argument("--name", default="", help="the person (default: the identity's reviewed name)")
+    promote.set_defaults(func=cmd_facebank_promote)
+    fl = facebank.add_parser("list", help="list enrolled people (exemplars by origin: seed, review)")
     fl.add_argument("--show", default="default")
     fl.set_defaults(func=cmd_facebank_list)
     fs = facebank.add_parser("show", help="a person and their exemplars")
