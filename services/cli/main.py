@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import grpc
 from faceflow.client import FaceflowError as ClientError
 
-from services.cli import auth, episodes, evaluate, facebank, jobs, outputs, render, review, run, up
+from services.cli import auth, episodes, evaluate, facebank, jobs, outputs, render, review, run, show, up
 from services.cli.session import EXIT_FAILURE, EXIT_USER_ERROR
 from services.cli.settings import cli_settings
 from services.common import errors
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     episodes.add_parser(sub)
     jobs.add_parser(sub)
     review.add_parser(sub)
+    show.add_parser(sub)
     evaluate.add_eval_parser(sub)
     outputs.add_parser(sub)
     auth.add_parser(sub)
