@@ -86,6 +86,212 @@ async function runFromPage(page, stride, saveCrops) {
   return seen;
 }
 
+// ---- the Show page ------------------------------------------------------------------------------
+
+const SHOW = "demo";
+const PLACES = [["sample", 1, 1], ["sample-b", 1, 2], ["short", 2, 1]]; // episode, season, number
+
+/** The show table as data: columns, and per row its name, kind and the text and link of each cell. */
+async function showTable(page) {
+  return page.locator("table.show-table").evaluate((table) => {
+    const columns = [...table.querySelectorAll("thead th")].map((th) => (th.querySelector(".col-label") || th).textContent.trim());
+    const eps = [...table.querySelectorAll("thead th[data-ep]")].map((th) => th.dataset.ep);
+    const rows = [...table.querySelectorAll("tbody tr")].map((tr) => ({
+      rowId: tr.dataset.row,
+      name: tr.querySelector("th").textContent.trim(),
+      named: tr.classList.contains("named"),
+      cells: Object.fromEntries(eps.map((ep) => [ep, tr.querySelector(`td[data-ep="${ep}"]`).textContent.trim()])),
+      links: Object.fromEntries(eps.map((ep) => [ep, tr.querySelector(`td[data-ep="${ep}"] a`)?.getAttribute("href") ?? null])),
+    }));
+    return { columns, eps, rows };
+  });
+}
+
+/** The unknown people's cards: their identities ("ep/identity") with link state, and suggestions. */
+async function unknownCards(page) {
+  return page.locator("section.show-person").evaluateAll((cards) =>
+    cards.map((card) => ({
+      rowId: card.dataset.row,
+      name: card.querySelector("h3").textContent.trim(),
+      identities: [...card.querySelectorAll("li[data-identity]")].map((li) => ({ ref: li.dataset.identity, link: li.dataset.link })),
+      suggestions: [...card.querySelectorAll("li[data-suggestion]")].map((li) => li.dataset.suggestion),
+    })),
+  );
+}
+
+async function showChart(page) {
+  return page.locator("figure.show-chart").evaluate((chart) => ({
+    legend: [...chart.querySelectorAll(".legend li")].map((li) => li.textContent.trim()),
+    bars: [...chart.querySelectorAll(".bars li")].map((li) => ({
+      rowId: li.dataset.row,
+      segments: [...li.querySelectorAll(".seg")].map((s) => [s.dataset.ep, parseFloat(s.style.width), getComputedStyle(s).backgroundColor]),
+    })),
+    swatches: [...chart.querySelectorAll(".legend .swatch")].map((s) => getComputedStyle(s).backgroundColor),
+  }));
+}
+
+const shown = (cell) => cell !== "—" && parseFloat(cell) > 0;
+const cardOf = (cards, ref) => cards.find((c) => c.identities.some((i) => i.ref === ref));
+
+async function showSteps(page) {
+  const started = Date.now();
+  // A second episode: the same video under another id, run without crops (the cheapest real run).
+  await uploadEpisode(page, config.video, "sample-b");
+  await runFromPage(page, config.stride, false);
+  const ran = Date.now();
+
+  // Episodes page: each episode's show, season and number set from a dialog (Enter submits).
+  await page.goto(`${config.url}/#/`);
+  for (const [ep, season, number] of PLACES) {
+    await page.locator(`tr[data-episode="${ep}"]`).getByRole("button", { name: "Set show…" }).click();
+    const dialog = page.getByRole("dialog");
+    await dialog.getByLabel("Show", { exact: true }).fill(SHOW);
+    await dialog.getByLabel("Season", { exact: true }).fill(String(season));
+    await dialog.getByLabel("Episode number", { exact: true }).fill(String(number));
+    await dialog.getByLabel("Episode number", { exact: true }).press("Enter");
+    await page.getByText(`${ep} is in show ${SHOW}, season ${season}, episode ${number}.`).waitFor();
+    await dialog.waitFor({ state: "detached" });
+  }
+  const listed = await page.locator("table.episodes tbody tr").evaluateAll((rows) =>
+    rows.map((tr) => [tr.dataset.episode, ...[2, 3, 4].map((i) => tr.children[i - 1].textContent.trim())]),
+  );
+  for (const [ep, season, number] of PLACES) {
+    const found = listed.find((r) => r[0] === ep);
+    check(found && found[1] === SHOW && found[2] === String(season) && found[3] === String(number), `episodes table: ${JSON.stringify(listed)}`);
+  }
+  // Reloaded from storage, not just the page's notice.
+  await page.reload();
+  await page.locator('tr[data-episode="short"] td.season', { hasText: "2" }).waitFor();
+
+  // The Show page, from the episode's show link: every season.
+  await page.locator('tr[data-episode="sample-b"]').getByRole("link", { name: SHOW, exact: true }).click();
+  await page.getByRole("heading", { name: `Show: ${SHOW}`, exact: true }).waitFor();
+  check(page.url().endsWith(`#/shows/${SHOW}`), `show link went to ${page.url()}`);
+  const all = await showTable(page);
+  const expectAll = ["Person", "S1E1", "S1E2", "S2E1", "Total", "Share", "Episodes"];
+  check(JSON.stringify(all.columns) === JSON.stringify(expectAll), `show columns: ${JSON.stringify(all.columns)}`);
+  check(JSON.stringify(all.eps) === JSON.stringify(PLACES.map(([ep]) => ep)), `episode order: ${all.eps}`);
+  // Named people first; the reviewer's name from the faces page is a row with sample's seconds.
+  const firstUnknown = all.rows.findIndex((r) => !r.named);
+  check(firstUnknown !== 0 && all.rows.slice(firstUnknown).every((r) => !r.named), `named rows not first: ${JSON.stringify(all.rows)}`);
+  check(all.rows.slice(firstUnknown).every((r) => /^unknown person #\d+$/.test(r.name)), `unknown rows: ${all.rows.map((r) => r.name)}`);
+  const named = all.rows.find((r) => r.name === config.name);
+  check(named && shown(named.cells.sample), `no ${config.name} row with seconds in sample: ${JSON.stringify(all.rows)}`);
+  check(named.links.sample === "#/episodes/sample/screen-time", `the cell links to ${named.links.sample}`);
+  for (const r of all.rows) check(Object.entries(r.cells).every(([ep, c]) => shown(c) === (r.links[ep] !== null)), `a cell without its link: ${JSON.stringify(r)}`);
+  // The chart: a bar per row, a segment per episode the person is in, coloured like the legend.
+  const chart = await showChart(page);
+  check(JSON.stringify(chart.legend) === JSON.stringify(["S1E1", "S1E2", "S2E1"]), `legend: ${chart.legend}`);
+  check(chart.bars.length === all.rows.length, `${chart.bars.length} bars for ${all.rows.length} rows`);
+  for (const [i, bar] of chart.bars.entries()) {
+    const row = all.rows[i];
+    const expected = all.eps.filter((ep) => shown(row.cells[ep]));
+    check(bar.rowId === row.rowId && JSON.stringify(bar.segments.map(([ep]) => ep)) === JSON.stringify(expected), `bar ${JSON.stringify(bar)} for ${JSON.stringify(row)}`);
+    for (const [ep, width, colour] of bar.segments) check(width > 0 && colour === chart.swatches[all.eps.indexOf(ep)], `segment ${ep}: ${width}% ${colour}`);
+  }
+  check(chart.bars.some((b) => b.segments.reduce((sum, [, w]) => sum + w, 0) > 99), "no bar spans the chart (the longest total)");
+  result.show = { columns: all.columns, rows: all.rows.length, named: named.name };
+  await page.screenshot({ path: path.join(config.outDir, "show-page.png"), fullPage: true });
+  result.steps.push("show-page");
+
+  // Season 1 from the selector: the two sample episodes only.
+  await page.getByLabel("Season", { exact: true }).selectOption("1");
+  await page.getByRole("button", { name: "Show season" }).click();
+  await page.getByRole("heading", { name: `Show: ${SHOW} · season 1`, exact: true }).waitFor();
+  check(page.url().endsWith(`#/shows/${SHOW}/season/1`), `season picker went to ${page.url()}`);
+  const before = await showTable(page);
+  const expectS1 = ["Person", "S1E1", "S1E2", "Total", "Share", "Episodes"];
+  check(JSON.stringify(before.columns) === JSON.stringify(expectS1), `season 1 columns: ${JSON.stringify(before.columns)}`);
+
+  // The same video twice: its unknown people are linked across both episodes automatically.
+  const spanning = before.rows.filter((r) => !r.named && shown(r.cells.sample) && shown(r.cells["sample-b"]));
+  check(spanning.length >= 1, `no unknown row spans both episodes: ${JSON.stringify(before.rows)}`);
+  const cards = await unknownCards(page);
+  check(cards.length === before.rows.filter((r) => !r.named).length, "a card per unknown row");
+  const linked = cards.find((c) => c.rowId === spanning[0].rowId);
+  const sampleRef = linked.identities.find((i) => i.ref.startsWith("sample/"))?.ref;
+  const otherRef = linked.identities.find((i) => i.ref.startsWith("sample-b/"))?.ref;
+  check(sampleRef && otherRef && linked.identities.every((i) => i.link === "auto"), `linked row: ${JSON.stringify(linked)}`);
+  result.show.spanning = spanning.map((r) => r.name);
+  result.show.linked = [sampleRef, otherRef];
+  const seconds = { sample: spanning[0].cells.sample, "sample-b": spanning[0].cells["sample-b"] };
+
+  // "Not the same person": the sample-b identity becomes a row of its own.
+  await page.locator(`section.show-person li[data-identity="${otherRef}"]`).getByRole("button", { name: "Not the same person" }).click();
+  await page.getByText(/is no longer linked to unknown person #\d+\.$/).waitFor();
+  const split = await showTable(page);
+  const splitCards = await unknownCards(page);
+  check(split.rows.length === before.rows.length + 1, `unlinking made ${split.rows.length} rows from ${before.rows.length}`);
+  const alone = cardOf(splitCards, otherRef);
+  check(alone && alone.identities.length === 1 && alone.identities[0].link === "single", `unlinked: ${JSON.stringify(alone)}`);
+  const aloneRow = split.rows.find((r) => r.rowId === alone.rowId);
+  check(aloneRow.cells.sample === "—" && aloneRow.cells["sample-b"] === seconds["sample-b"], `its row: ${JSON.stringify(aloneRow)}`);
+  const rest = cardOf(splitCards, sampleRef);
+  check(rest && rest.rowId !== alone.rowId && !rest.identities.some((i) => i.ref.startsWith("sample-b/")), `the row left: ${JSON.stringify(rest)}`);
+  result.show.unlinked = aloneRow.name;
+
+  // "Same person" on the suggestion joins them again, as the reviewer's decision.
+  check(alone.suggestions.includes(rest.rowId), `the split rows do not suggest each other: ${JSON.stringify(alone)}`);
+  await page.locator(`section.show-person[data-row="${alone.rowId}"] li[data-suggestion="${rest.rowId}"]`).getByRole("button", { name: "Same person" }).click();
+  await page.getByText(/^Linked unknown person #\d+ and unknown person #\d+ as one person\.$/).waitFor();
+  const joined = cardOf(await unknownCards(page), otherRef);
+  check(joined.identities.some((i) => i.ref === sampleRef) && joined.identities.every((i) => i.link === "confirmed"), `joined: ${JSON.stringify(joined)}`);
+  check((await showTable(page)).rows.length === before.rows.length, "linking did not make one row of two");
+
+  // "Name…": one name for the identities of both episodes (keyboard: Enter saves).
+  const card = page.locator(`section.show-person[data-row="${joined.rowId}"]`);
+  await card.getByRole("button", { name: "Name…" }).click();
+  await card.getByLabel(`Name for ${joined.name}`).fill(config.showName);
+  await card.getByLabel(`Name for ${joined.name}`).press("Enter");
+  await page.getByText(`Named ${joined.name} ${config.showName} (2 identities).`).waitFor();
+  const namedTable = await showTable(page);
+  const person = namedTable.rows.find((r) => r.name === config.showName);
+  check(person && person.named, `no row named ${config.showName}: ${JSON.stringify(namedTable.rows)}`);
+  check(person.cells.sample === seconds.sample && person.cells["sample-b"] === seconds["sample-b"], `named row ${JSON.stringify(person)}, was ${JSON.stringify(seconds)}`);
+  check(!cardOf(await unknownCards(page), otherRef), "the named identities are still listed as unknown");
+  result.show.namedCells = [person.cells.sample, person.cells["sample-b"]];
+
+  // A suggestion of a named person: "Same person" gives the unknown row that name. sample-b ran after
+  // Barack Obama was enrolled (and was named by the facebank), sample before: its Obama is unknown.
+  const obama = "Barack Obama";
+  const obamaRow = namedTable.rows.find((r) => r.name === obama);
+  check(obamaRow && obamaRow.named && shown(obamaRow.cells["sample-b"]) && !shown(obamaRow.cells.sample), `${obama}: ${JSON.stringify(obamaRow)}`);
+  const unknownObama = (await unknownCards(page)).find((c) => c.suggestions.includes(obamaRow.rowId));
+  check(unknownObama && unknownObama.identities.every((i) => i.ref.startsWith("sample/")), `no unknown row suggests ${obama}: ${JSON.stringify(await unknownCards(page))}`);
+  const obamaSeconds = namedTable.rows.find((r) => r.rowId === unknownObama.rowId).cells.sample;
+  await page.locator(`section.show-person[data-row="${unknownObama.rowId}"] li[data-suggestion="${obamaRow.rowId}"]`).getByRole("button", { name: "Same person" }).click();
+  await page.getByText(`Named ${unknownObama.name} ${obama} (1 identity).`).waitFor();
+  const both = (await showTable(page)).rows.find((r) => r.name === obama);
+  check(both.cells.sample === obamaSeconds && both.cells["sample-b"] === obamaRow.cells["sample-b"], `${obama} after naming: ${JSON.stringify(both)}`);
+  result.show.suggestedNamed = [both.cells.sample, both.cells["sample-b"]];
+  await page.screenshot({ path: path.join(config.outDir, "show-page-named.png"), fullPage: true });
+  result.steps.push("show-page-named");
+
+  // The header's "Shows": every show with its episodes and seasons, a link to each.
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Shows" }).click();
+  await page.getByRole("heading", { name: "Shows", exact: true }).waitFor();
+  const listedShow = await page.locator(`tr[data-show="${SHOW}"] td`).allTextContents();
+  check(listedShow[0] === "3" && listedShow[1] === "season 1, season 2", `shows page: ${listedShow}`);
+
+  // A rename in each episode's review: sample-b's own screen time carries the name.
+  await page.goto(`${config.url}/#/episodes/sample-b/screen-time`);
+  await page.locator("table.people tbody tr", { hasText: config.showName }).waitFor();
+
+  // Faces page: a named identity's faces promoted into the show's facebank.
+  await page.goto(`${config.url}/#/episodes/sample/faces`);
+  const reviewed = page.locator("section.identity", { has: page.getByRole("heading", { level: 2, name: config.name, exact: true }) });
+  await reviewed.getByRole("button", { name: "Add to facebank" }).click();
+  await page.locator("#facebank-result, #error:not([hidden])").first().waitFor({ timeout: 60_000 });
+  check(await page.locator("#error").isHidden(), `add to facebank failed: ${await page.locator("#error").textContent()}`);
+  result.show.facebank = await page.locator("#facebank-result p").textContent();
+  result.show.facebankRejected = await page.locator("#facebank-result .rejected li").allTextContents();
+  await shot(page, "faces-add-facebank");
+  check(new RegExp(`^Added [1-9]\\d* face\\(s\\) of ${config.name} to the facebank of ${SHOW}`).test(result.show.facebank), result.show.facebank);
+  await page.goto(`${config.url}/#/facebank/${SHOW}`);
+  await page.locator("li.person", { hasText: config.name }).locator("img").first().waitFor();
+  result.show.seconds = { run: (ran - started) / 1000, pages: (Date.now() - ran) / 1000 };
+}
+
 // S3 mode: crops come from presigned URLs of the S3 server, and deleting with the S3 choice removes objects.
 async function s3Scenario(page) {
   await page.goto(config.url);
@@ -273,6 +479,9 @@ async function reviewScenario(page) {
   await page.getByText(/Harvested [1-9]\d* crop\(s\)/).waitFor({ timeout: 60_000 });
   result.harvestedCrops = await cropsLoaded(page);
 
+  // Across episodes: the sample again as a second episode, three episodes in one show, two seasons.
+  await showSteps(page);
+
   // A service error reads as a sentence in the page.
   await page.goto(`${config.url}/#/episodes/no-such-episode`);
   await page.locator("#error").waitFor();
@@ -312,7 +521,7 @@ async function reviewScenario(page) {
   check(await deleteAll.isDisabled(), "delete all is enabled before the phrase is typed");
   await page.getByLabel("Confirmation").fill("delete all episodes");
   await deleteAll.click();
-  result.deletedAll = await page.getByText(/^Deleted 1 episode\(s\)/).textContent();
+  result.deletedAll = await page.getByText(/^Deleted 2 episode\(s\)/).textContent(); // sample and sample-b
   await page.getByText("No episodes yet").waitFor();
 
   // The token expires while the page is open (swapped for an expired one here): the next call is

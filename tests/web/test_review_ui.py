@@ -3,7 +3,8 @@ the real Envoy to the real stack, on the sample episode. `make web` builds the U
 
 One scenario, in the order a reviewer works: sign in (a forged token first, refused), upload, run with
 live progress, merge and rename (kept across a reload), track moves, screen time, facebank enrolment,
-harvest, an error, a delete the reviewer may not make, then deletes as an admin, and an expired token.
+harvest, the Show page across three episodes (link, unlink, name, add to facebank), an error, a delete
+the reviewer may not make, then deletes as an admin, and an expired token.
 Tokens come from the stack's own issuer (LocalIssuer), as `faceflow auth token` mints them. The page
 screenshots land in test-artifacts/web/.
 """
@@ -31,7 +32,7 @@ ARTIFACTS = REPO / "test-artifacts" / "web"
 SCRIPT = Path(__file__).with_name("review_ui.mjs")
 # Every 5th frame: the sample's 46 s run in well under a minute here, still a real run of every stage.
 STRIDE = 5
-SCENARIO_TIMEOUT_S = 420
+SCENARIO_TIMEOUT_S = 600
 
 pytestmark = pytest.mark.e2e
 
@@ -102,6 +103,7 @@ def test_review_ui_in_a_browser(frontend: Site, artifacts: Path, sample_episode:
         "shortVideo": str(media / "single_face.mp4"),
         "stride": STRIDE,
         "name": "Test Person",
+        "showName": "Show Person",
         "seedImages": [str(p) for p in sorted((sample_episode / "enrol" / "obama").glob("*"))]
         + [str(media / "multi_face.jpg")],
     }
@@ -124,7 +126,17 @@ def test_review_ui_in_a_browser(frontend: Site, artifacts: Path, sample_episode:
     assert "Not allowed" in result["deleteDenied"] and "admin" in result["deleteDenied"], result["deleteDenied"]
     assert "permission denied" in result["deleteDenied"], result["deleteDenied"]
     assert "expired" in result["expiredTokenError"].lower(), result["expiredTokenError"]
+    # The Show page (#/shows/demo): sample S1E1, the same video again as sample-b S1E2, short S2E1.
+    show = result["show"]
+    assert show["columns"] == ["Person", "S1E1", "S1E2", "S2E1", "Total", "Share", "Episodes"], show["columns"]
+    assert show["named"] == "Test Person" and show["spanning"], show
+    assert show["linked"][0].startswith("sample/") and show["linked"][1].startswith("sample-b/"), show["linked"]
+    assert re.fullmatch(r"unknown person #\d+", show["unlinked"]), show["unlinked"]
+    assert all(float(cell) > 0 for cell in show["namedCells"]), show["namedCells"]
+    assert all(float(cell) > 0 for cell in show["suggestedNamed"]), show["suggestedNamed"]
+    assert re.match(r"Added [1-9]\d* face\(s\) of Test Person to the facebank of demo", show["facebank"]), show
     pages = ("signin", "signin-invalid", "episode", "faces", "faces-tracks", "screen-time", "facebank", "delete-denied")
+    pages += ("show-page", "show-page-named", "faces-add-facebank")
     for page in (*pages, "episodes"):
         assert (ARTIFACTS / f"{page}.png").stat().st_size > 10_000, page
     _readme_image(ARTIFACTS / "faces.png", ARTIFACTS / "faces-review.png")

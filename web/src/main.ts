@@ -11,12 +11,15 @@ import { episodesPage } from "./pages/episodes";
 import { facebankPage } from "./pages/facebank";
 import { facesPage } from "./pages/faces";
 import { screenTimePage } from "./pages/screentime";
+import { showPage, showsPage } from "./pages/show";
 
 route(/^\/$/, () => episodesPage());
 route(/^\/episodes\/([^/]+)$/, (ep) => episodePage(ep));
 route(/^\/episodes\/([^/]+)\/faces$/, (ep) => facesPage(ep));
 route(/^\/episodes\/([^/]+)\/screen-time$/, (ep) => screenTimePage(ep));
 route(/^\/facebank(?:\/([^/]+))?$/, (show) => facebankPage(show || "default"));
+route(/^\/shows$/, () => showsPage());
+route(/^\/shows\/([^/]+)(?:\/season\/(\d+))?$/, (show, season) => showPage(show, season));
 
 async function show(): Promise<void> {
   if (!token()) return signIn();

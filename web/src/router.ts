@@ -1,4 +1,5 @@
-// Hash routes: #/ episodes, #/episodes/EP, #/episodes/EP/faces, #/episodes/EP/screen-time, #/facebank[/SHOW].
+// Hash routes: #/ episodes, #/episodes/EP, #/episodes/EP/faces, #/episodes/EP/screen-time, #/facebank[/SHOW],
+// #/shows, #/shows/SHOW[/season/N].
 type Page = (...params: string[]) => Promise<void>;
 
 const routes: Array<[RegExp, Page]> = [];

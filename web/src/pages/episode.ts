@@ -3,6 +3,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { getApi } from "../api";
 import { JobState, type Progress, type RunChoices, Stage } from "../gen/faceflow/v1/orchestrator_pb";
 import { act, field, h, link, render, seconds } from "../dom";
+import { episodeLabel, showHref } from "./show";
 
 const STAGES: Record<number, string> = {
   [Stage.VALIDATE]: "validating",
@@ -27,7 +28,10 @@ export async function episodePage(epId: string): Promise<void> {
       "p",
       { class: "meta" },
       video ? `${video.width}×${video.height}, ${video.fps.toFixed(2)} fps, ${video.frameCount} frames, ${seconds(video.durationS)}` : "",
-      ` · show ${episode.showId || "default"} · current run `,
+      " · show ",
+      link(showHref(episode.showId), episode.showId || "default"),
+      episode.season ? ` · ${episodeLabel(episode)}` : "",
+      " · current run ",
       currentRun,
     ),
     h("p", { class: "actions" }, link(`#/episodes/${epId}/faces`, "Review faces"), link(`#/episodes/${epId}/screen-time`, "Screen time")),

@@ -1,9 +1,11 @@
-// Episodes: list, upload a new one, open, delete (with or without S3 objects), delete all.
+// Episodes: list, upload a new one, open, set the show / season / number, delete (with or without S3
+// objects), delete all.
 import { getApi } from "../api";
 import type { Episode } from "../gen/faceflow/v1/storage_pb";
 import { act, field, h, link, notice, render, seconds } from "../dom";
 import { uploadEpisode } from "../upload";
 import { navigate } from "../router";
+import { showHref } from "./show";
 
 const DELETE_ALL_PHRASE = "delete all episodes";
 
@@ -24,7 +26,9 @@ function episodeTable(episodes: Episode[]): HTMLElement {
       "tr",
       { "data-episode": ep.epId },
       h("th", { scope: "row" }, link(`#/episodes/${ep.epId}`, ep.epId)),
-      h("td", {}, ep.showId || "default"),
+      h("td", {}, link(showHref(ep.showId), ep.showId || "default")),
+      h("td", { class: "num season" }, ep.season ? String(ep.season) : "—"),
+      h("td", { class: "num number" }, ep.episodeNumber ? String(ep.episodeNumber) : "—"),
       h("td", {}, ep.video ? `${ep.video.width}×${ep.video.height}` : "-"),
       h("td", { class: "num" }, ep.video ? seconds(ep.video.durationS) : "-"),
       h("td", {}, ep.currentRunId || "not run yet"),
@@ -33,6 +37,7 @@ function episodeTable(episodes: Episode[]): HTMLElement {
         { class: "actions" },
         link(`#/episodes/${ep.epId}/faces`, "Faces"),
         link(`#/episodes/${ep.epId}/screen-time`, "Screen time"),
+        h("button", { type: "button", onclick: () => setShow(ep) }, "Set show…"),
         h("button", { type: "button", class: "danger", onclick: () => confirmDelete(ep.epId) }, "Delete…"),
       ),
     ),
@@ -41,9 +46,48 @@ function episodeTable(episodes: Episode[]): HTMLElement {
     "table",
     { class: "episodes" },
     h("caption", { class: "sr-only" }, "Stored episodes"),
-    h("thead", {}, h("tr", {}, ...["Episode", "Show", "Video", "Duration", "Current run", "Actions"].map((c) => h("th", { scope: "col" }, c)))),
+    h("thead", {}, h("tr", {}, ...["Episode", "Show", "Season", "No.", "Video", "Duration", "Current run", "Actions"].map((c) => h("th", { scope: "col" }, c)))),
     h("tbody", {}, ...rows),
   );
+}
+
+/** A dialog for the episode's show, season and number (SetEpisodeShow); errors stay in the dialog. */
+function setShow(ep: Episode): void {
+  const show = h("input", { type: "text", required: true, value: ep.showId || "default", id: "set-show", pattern: "[a-z0-9_\\-][a-z0-9_.\\-]{0,63}" });
+  const season = h("input", { type: "number", min: "0", max: "1000", step: "1", value: String(ep.season), id: "set-season" });
+  const number = h("input", { type: "number", min: "0", step: "1", value: String(ep.episodeNumber), id: "set-number" });
+  const save = h("button", { type: "submit" }, "Save");
+  const problem = h("p", { class: "dialog-error", role: "alert", hidden: true });
+  const form = h(
+    "form",
+    { method: "dialog" },
+    h("h2", { id: "set-show-title" }, `Show of ${ep.epId}`),
+    h("p", {}, "The show whose facebank names its people, and where it sits in the show (0: not set)."),
+    h("div", { class: "fields" }, field("Show", show), field("Season", season), field("Episode number", number)),
+    h("div", { class: "buttons" }, save, h("button", { type: "button", onclick: () => dialog.close() }, "Cancel")),
+    problem,
+  );
+  const dialog = h("dialog", { "aria-labelledby": "set-show-title" }, form);
+  dialog.addEventListener("close", () => dialog.remove());
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (!form.reportValidity()) return;
+    void act(save, async () => {
+      const episode = await getApi().orchestrator.setEpisodeShow({
+        epId: ep.epId,
+        showId: show.value.trim(),
+        season: Number(season.value || 0),
+        episodeNumber: Number(number.value || 0),
+      });
+      dialog.close();
+      const where = [episode.season ? `season ${episode.season}` : "", episode.episodeNumber ? `episode ${episode.episodeNumber}` : ""].filter(Boolean);
+      const done = `${episode.epId} is in show ${episode.showId || "default"}${where.length ? `, ${where.join(", ")}` : ""}.`;
+      void act(null, () => episodesPage(done));
+    }, problem);
+  });
+  document.body.append(dialog);
+  dialog.showModal();
+  show.focus();
 }
 
 function confirmDelete(epId: string): void {

@@ -1,8 +1,16 @@
-// Faces review: identity rows of crops, with rename / merge, and a track view with move / remove /
-// delete / harvest. Every change is a Review call; the page then re-renders from the returned state.
+// Faces review: identity rows of crops, with rename / merge / add to the facebank, and a track view
+// with move / remove / delete / harvest. Every change is a Review call; the page then re-renders from
+// the returned state.
 import { getApi } from "../api";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { JobState, type Progress, type ReviewedIdentity, type ReviewOpSchema, type ReviewState } from "../gen/faceflow/v1/orchestrator_pb";
+import {
+  JobState,
+  type Progress,
+  type RejectedImage,
+  type ReviewedIdentity,
+  type ReviewOpSchema,
+  type ReviewState,
+} from "../gen/faceflow/v1/orchestrator_pb";
 import { CropStrip } from "../crops";
 import { act, h, link, notice, render, seconds } from "../dom";
 
@@ -25,7 +33,10 @@ export async function facesPage(epId: string, message?: string): Promise<void> {
       await facesPage(epId, "Undid the last change.");
     }),
   );
-  const rows = state.identities.map((identity) => identityRow(epId, identity, state));
+  // Where "Add to facebank" reports (it changes no review state, so the page is not redrawn).
+  const status = h("div", { id: "faces-status", role: "status", "aria-live": "polite" });
+  const showId = episode.showId || "default";
+  const rows = state.identities.map((identity) => identityRow(epId, identity, state, showId, status));
   render(
     h("h1", {}, `Faces: ${epId}`),
     h(
@@ -39,6 +50,7 @@ export async function facesPage(epId: string, message?: string): Promise<void> {
       undo,
     ),
     message ? notice(message) : null,
+    status,
     cast,
     ...rows.map((r) => r.element),
     looseTracks(epId, state),
@@ -55,7 +67,50 @@ function title(identity: ReviewedIdentity): string {
   return identity.label ? `${identity.label}` : `Unknown ${identity.identityId}`;
 }
 
-function identityRow(epId: string, identity: ReviewedIdentity, state: ReviewState): { element: HTMLElement; strip: CropStrip } {
+/** Promotes a named identity's best faces into the show's facebank; the count and the refusals shown. */
+function addToFacebankButton(epId: string, identity: ReviewedIdentity, showId: string, status: HTMLElement): HTMLElement {
+  const button = h("button", { type: "button", class: "add-facebank" }, "Add to facebank");
+  button.setAttribute("aria-describedby", `h-${identity.identityId}`);
+  button.addEventListener("click", () =>
+    void act(button, async () => {
+      status.replaceChildren();
+      const result = await getApi().orchestrator.addToFacebank({ epId, identityId: identity.identityId });
+      const name = result.person?.name || identity.label;
+      const total = result.person?.exemplars.length;
+      status.replaceChildren(
+        h(
+          "div",
+          { class: "notice", id: "facebank-result" },
+          h(
+            "p",
+            {},
+            `Added ${result.exemplarsAdded} face(s) of ${name} to the facebank of ${showId}`,
+            total !== undefined ? ` (${total} exemplar(s) now). ` : ". ",
+            link(`#/facebank/${encodeURIComponent(result.person?.showId || showId)}`, "Open the facebank"),
+          ),
+          rejectedFaces(result.rejected),
+        ),
+      );
+    }),
+  );
+  return button;
+}
+
+/** The faces looked at and not added, with why; a long list folds away behind its count. */
+function rejectedFaces(rejected: RejectedImage[]): HTMLElement | null {
+  if (!rejected.length) return null;
+  const list = h("ul", { class: "rejected", "aria-label": "Faces not added" }, ...rejected.map((r) => h("li", {}, h("strong", {}, r.name), `: ${r.reason}`)));
+  if (rejected.length <= 3) return list;
+  return h("details", { class: "rejected-faces" }, h("summary", {}, `${rejected.length} face(s) not added, and why`), list);
+}
+
+function identityRow(
+  epId: string,
+  identity: ReviewedIdentity,
+  state: ReviewState,
+  showId: string,
+  status: HTMLElement,
+): { element: HTMLElement; strip: CropStrip } {
   const id = identity.identityId;
   const strip = new CropStrip(epId, identity.trackIds, ROW_SAMPLE, ROW_PAGE, `Crops of ${title(identity)}`);
 
@@ -107,7 +162,7 @@ function identityRow(epId: string, identity: ReviewedIdentity, state: ReviewStat
       h("span", { class: "meta" }, `${id} · ${seconds(identity.seconds)} · ${identity.trackIds.length} track(s)`, identity.labelSource ? ` · named by ${identity.labelSource}` : ""),
     ),
     strip.element,
-    h("div", { class: "controls" }, renameForm, mergeForm, toggle),
+    h("div", { class: "controls" }, renameForm, mergeForm, toggle, identity.label ? addToFacebankButton(epId, identity, showId, status) : null),
     tracks,
   );
   return { element, strip };
