@@ -6,7 +6,9 @@ until someone decides otherwise here); gRPC health is public (Kubernetes probes 
 
 from __future__ import annotations
 
-from services.common.auth import Role
+from faceflow.v1 import storage_pb2
+
+from services.common.auth import Role, current_principal
 
 _READ, _WRITE, _DELETE = Role.VIEWER, Role.REVIEWER, Role.ADMIN
 
@@ -90,3 +92,14 @@ def required_role(method: str) -> Role | None:
 def listed_methods() -> dict[str, dict[str, Role]]:
     """The table as written (for the test that every RPC of every proto has been decided)."""
     return {service: dict(methods) for service, methods in _BY_SERVICE.items()}
+
+
+def episode_for_caller(episode: storage_pb2.Episode) -> storage_pb2.Episode:
+    """Where the video lives (a server path, or a presigned URL with credentials) is for services:
+    people get the episode without it (storage's reads and the orchestrator's creates alike)."""
+    principal = current_principal()
+    if principal is None or principal.is_service:
+        return episode
+    episode.ClearField("video_uri")
+    episode.video.ClearField("uri")
+    return episode

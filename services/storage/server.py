@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import grpc
 from faceflow.v1 import storage_pb2, storage_pb2_grpc
 
-from services.common.auth import audit_name, current_principal
+from services.common.access import episode_for_caller
+from services.common.auth import audit_name
 from services.common.errors import InvalidArgument
 from services.storage.audit import audited
 from services.storage.backend import DEFAULT_SHOW, StorageBackend
@@ -75,19 +76,19 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         return storage_pb2.DiscardUploadResponse()
 
     def GetEpisode(self, request: storage_pb2.GetEpisodeRequest, context: grpc.ServicerContext) -> storage_pb2.Episode:
-        return _as_seen_by_caller(self._backend.get_episode(request.ep_id))
+        return episode_for_caller(self._backend.get_episode(request.ep_id))
 
     def ListEpisodes(
         self, request: storage_pb2.ListEpisodesRequest, context: grpc.ServicerContext
     ) -> storage_pb2.ListEpisodesResponse:
         episodes = self._backend.list_episodes(request.show_id)
-        return storage_pb2.ListEpisodesResponse(episodes=[_as_seen_by_caller(e) for e in episodes])
+        return storage_pb2.ListEpisodesResponse(episodes=[episode_for_caller(e) for e in episodes])
 
     def UpdateEpisode(
         self, request: storage_pb2.UpdateEpisodeRequest, context: grpc.ServicerContext
     ) -> storage_pb2.Episode:
         episode = self._backend.update_episode(request.ep_id, request.show_id, request.season, request.episode_number)
-        return _as_seen_by_caller(episode)
+        return episode_for_caller(episode)
 
     def DeleteEpisode(
         self, request: storage_pb2.DeleteEpisodeRequest, context: grpc.ServicerContext
@@ -233,14 +234,3 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             removed = self._backend.remove_person(request.show_id, request.person_id)
             audit["exemplars_removed"] = removed
         return storage_pb2.RemovePersonResponse(exemplars_removed=removed)
-
-
-def _as_seen_by_caller(episode: storage_pb2.Episode) -> storage_pb2.Episode:
-    """Where the video lives (a server path, or a presigned URL with credentials) is for services:
-    people see the episode without it."""
-    principal = current_principal()
-    if principal is None or principal.is_service:
-        return episode
-    episode.ClearField("video_uri")
-    episode.video.ClearField("uri")
-    return episode

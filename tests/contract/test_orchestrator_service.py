@@ -375,31 +375,31 @@ def test_cli_creates_lists_and_moves_episodes_by_show(stubs: dict, stack: LocalS
 
     token = LocalIssuer.at(stack.data_root).mint("reviewer", "cli-placer", 600)
     parsed = build_parser().parse_args(
-        ["run", "x.mp4", "--episode", "e", "--show", "cli-show", "--season", "4", "--episode-number", "2"]
+        ["run", "x.mp4", "--episode", "e", "--show", "cli-placed", "--season", "4", "--episode-number", "2"]
     )
     place = Placement(parsed.show, parsed.season, parsed.episode_number)
-    assert place == Placement("cli-show", 4, 2)
+    assert place == Placement("cli-placed", 4, 2)
     video = str(media / "single_face.mp4")
     # `faceflow run VIDEO ...` creates the episode as the local stack's CLI (a path) or a remote user (an upload).
     create_episode(Session(stubs["orchestrator"], stubs["storage"], stack.data_root), video, "cli-1", place, False)
     with Client(stack.address("orchestrator"), token=token, storage_address=stack.address("storage")) as client:
         session = Session(stubs["orchestrator"], stubs["storage"], None, client=client)
-        create_episode(session, video, "cli-2", Placement("cli-show", 4, 3), False)
-        assert [(e.ep_id, e.season, e.episode_number) for e in client.episodes(show="cli-show")] == [
+        create_episode(session, video, "cli-2", Placement("cli-placed", 4, 3), False)
+        assert [(e.ep_id, e.season, e.episode_number) for e in client.episodes(show="cli-placed")] == [
             ("cli-1", 4, 2),
             ("cli-2", 4, 3),
         ]
 
-    moved = _faceflow(stack, "episodes", "set-show", "cli-2", "--show", "cli-show", "--season", "5", token=token)
+    moved = _faceflow(stack, "episodes", "set-show", "cli-2", "--show", "cli-placed", "--season", "5", token=token)
     assert moved.returncode == 0, moved.stderr
-    assert moved.stdout.strip() == "cli-2: show cli-show, season 5"  # no number given: cleared
-    listed = _faceflow(stack, "episodes", "list", "--show", "cli-show")
+    assert moved.stdout.strip() == "cli-2: show cli-placed, season 5"  # no number given: cleared
+    listed = _faceflow(stack, "episodes", "list", "--show", "cli-placed")
     assert listed.returncode == 0, listed.stderr
     header, *rows = listed.stdout.splitlines()
     assert header.split() == ["EPISODE", "SHOW", "SEASON", "NUMBER", "VIDEO", "DURATION", "RUN"]
     assert [row.split()[:6] for row in rows] == [
-        ["cli-1", "cli-show", "4", "2", "640x360", "2.4s"],
-        ["cli-2", "cli-show", "5", "-", "640x360", "2.4s"],
+        ["cli-1", "cli-placed", "4", "2", "640x360", "2.4s"],
+        ["cli-2", "cli-placed", "5", "-", "640x360", "2.4s"],
     ]
     assert all(row.split()[6] == "-" for row in rows)  # never run
     nothing = _faceflow(stack, "episodes", "list", "--show", "no-such-show")

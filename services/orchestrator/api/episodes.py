@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from faceflow.v1 import orchestrator_pb2, storage_pb2
 
-from services.common.auth import current_principal
+from services.common.access import episode_for_caller
 from services.common.grpc_errors import translate_rpc_errors
 from services.common.ids import validate_id
 from services.common.placement import check_placement
@@ -26,15 +26,4 @@ def set_episode_show(clients: ServiceClients, request: orchestrator_pb2.SetEpiso
     )
     with translate_rpc_errors("storage"):
         episode: storage_pb2.Episode = clients.storage.UpdateEpisode(update)
-    return as_seen_by_caller(episode)
-
-
-def as_seen_by_caller(episode: storage_pb2.Episode) -> storage_pb2.Episode:
-    """Where the video lives (a server path, or a presigned URL with credentials) is for services, as
-    storage's GetEpisode has it: people get the episode without it."""
-    principal = current_principal()
-    if principal is None or principal.is_service:
-        return episode
-    episode.ClearField("video_uri")
-    episode.video.ClearField("uri")
-    return episode
+    return episode_for_caller(episode)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import grpc
 from faceflow.v1 import detector_pb2, orchestrator_pb2, orchestrator_pb2_grpc, storage_pb2
 
+from services.common.access import episode_for_caller
 from services.common.auth import audit_name, current_principal
 from services.common.errors import InvalidArgument, PermissionDenied
 from services.common.grpc_errors import translate_rpc_errors
@@ -14,7 +15,7 @@ from services.common.ids import validate_id
 from services.common.placement import check_placement
 from services.common.sampling import MAX_STRIDE
 from services.orchestrator.api.clients import ServiceClients
-from services.orchestrator.api.episodes import as_seen_by_caller, set_episode_show
+from services.orchestrator.api.episodes import set_episode_show
 from services.orchestrator.api.jobs import JobManager
 from services.orchestrator.api.uploads import (
     NOT_A_VIDEO,
@@ -53,7 +54,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             raise InvalidArgument("upload_id is internal to storage: upload with BeginUpload or UploadEpisode")
         check_placement(request.show_id, request.season, request.episode_number)
         if request.source_uri:
-            return as_seen_by_caller(create_from_object(self._clients, request))
+            return episode_for_caller(create_from_object(self._clients, request))
         if not request.source_path:
             raise InvalidArgument(
                 "no video: upload it (BeginUpload/UploadChunk/FinishUpload or UploadEpisode), or name one already "
@@ -76,7 +77,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         stored.CopyFrom(request)
         stored.video.CopyFrom(info)
         with translate_rpc_errors("storage"):
-            return as_seen_by_caller(self._clients.storage.CreateEpisode(stored))
+            return episode_for_caller(self._clients.storage.CreateEpisode(stored))
 
     def UploadEpisode(
         self, request_iterator: Iterator[orchestrator_pb2.UploadEpisodeRequest], context: grpc.ServicerContext
@@ -105,7 +106,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         # Bytes stream straight through to storage; nothing is kept in this process.
         with translate_rpc_errors("storage"):
             staged = self._clients.storage.StageUpload(staged_messages())
-        return as_seen_by_caller(create_from_staged(self._clients, header, staged))
+        return episode_for_caller(create_from_staged(self._clients, header, staged))
 
     def BeginUpload(
         self, request: orchestrator_pb2.BeginUploadRequest, context: grpc.ServicerContext
@@ -120,7 +121,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     def FinishUpload(
         self, request: orchestrator_pb2.FinishUploadRequest, context: grpc.ServicerContext
     ) -> storage_pb2.Episode:
-        return as_seen_by_caller(self._uploads.finish(request))
+        return episode_for_caller(self._uploads.finish(request))
 
     def AbortUpload(
         self, request: orchestrator_pb2.AbortUploadRequest, context: grpc.ServicerContext
