@@ -14,8 +14,9 @@ shot  frames     tags                        content
 0     0-100      clean                       Obama (obama.jpg), the t1 man, Biden: a clean three-shot, 130-146
                                              px faces (the reference the degraded shots should join).
 1     100-325    small-crowd, small          The whole t1.jpg group photo (6 people) scaled so its faces are
-                                             22-30 px, slow push-in over a street; Obama (obama2.jpg) and Biden
-                                             at ~25 px beside it. 8 faces, every one annotated.
+                                             22-29 px wide (29-38 px tall), slow push-in over a street; Obama
+                                             (obama2.jpg) and Biden ~25 px wide beside it. 8 faces, every one
+                                             annotated.
 2     325-425    hand-over-face              The t1 man (120 px face) with a hand holding cards over his
                                              forehead for the whole shot (visible ~0.65); Biden beside him.
 3     425-485    motion-blur                 Fast pan over a street: background and faces (Obama obama2.jpg,
@@ -201,19 +202,20 @@ HARD_SHOTS: tuple[HardShot, ...] = (
     HardShot(
         PhotoShot(
             225,
-            "Small faces in a crowd: the t1 group (22-30 px faces), Obama (obama2.jpg) and Biden at ~25 px",
+            "Small faces in a crowd: the t1 group (22-29 px wide faces), Obama (obama2.jpg) and Biden ~25 px wide",
             "bikes.mp4",
             187,
             0.2,
             (1.0, 1.04),
             (
-                Actor("obama", "obama2.jpg", ((0, 300, 330, 25), (1, 296, 332, 26))),
-                Actor("biden", "biden.jpg", ((0, 1010, 350, 24), (1, 1016, 348, 25))),
+                Actor("obama", "obama2.jpg", ((0, 300, 330, 32.5), (1, 296, 332, 34))),
+                Actor("biden", "biden.jpg", ((0, 1010, 350, 31), (1, 1016, 348, 32.5))),
             ),
             tags=("small-crowd", "small"),
         ),
-        # The standing man's face 26.3 -> 28.7 px: the group's faces span 22.4 -> 29.5 px.
-        ShotEffects(groups=(Group("t1.jpg", T1_GROUP_FACES, ((0, 700, 300, 26.3), (1, 712, 296, 28.7))),)),
+        # The standing man's face 34.2 -> 37.3 px tall: the group's faces span 29 -> 38 px tall, 22 -> 29 px
+        # wide (the "25 px faces in a 720p crowd").
+        ShotEffects(groups=(Group("t1.jpg", T1_GROUP_FACES, ((0, 700, 300, 34.2), (1, 712, 296, 37.3))),)),
     ),
     HardShot(
         PhotoShot(
