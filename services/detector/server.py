@@ -28,6 +28,7 @@ from services.detector.retinaface import RetinaFaceDetector
 from services.detector.shots import ShotCutDetector
 from services.detector.sources import VideoSources
 from services.detector.video import VideoProbe, display_uri, iter_frames, probe_video
+from services.detector.zoom import SmallFaceZoom
 
 SERVICE_NAME = detector_pb2.DESCRIPTOR.services_by_name["DetectorService"].full_name
 # Decoded frames waiting for the model: decoding runs ahead in its own thread (OpenCV releases the
@@ -138,12 +139,17 @@ class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
             # the uneven batches of bisection would each grow onnxruntime's memory arena.
             detector = detector.with_settings(replace(detector.settings, max_batch=1))
         reduced = detector.with_settings(replace(detector.settings, max_side=adaptive.reduced_max_side))
+        magnified = detector.with_settings(replace(detector.settings, max_side=0, max_batch=1))
+        zoom = SmallFaceZoom(lambda crops: magnified.detect_batch(list(crops), request.include_candidates))
 
         def detect(frames: Sequence[np.ndarray], reduce: bool = False) -> list[Detections]:
             if not frames:
                 return []
             with self._lock:
-                return (reduced if reduce else detector).detect_batch(list(frames), request.include_candidates)
+                found = (reduced if reduce else detector).detect_batch(list(frames), request.include_candidates)
+                if reduce:  # reduced frames are those of shots whose faces are all large
+                    return found
+                return [zoom.refine(frame, native) for frame, native in zip(frames, found, strict=True)]
 
         motion = request.include_camera_motion
         stream: Generator[_Processed, None, None]

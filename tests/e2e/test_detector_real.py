@@ -142,3 +142,24 @@ def test_aligned_crops_identify_the_same_person(detector: RetinaFaceDetector) ->
     same, different = float(obama @ obama2), float(obama @ biden)
     assert same > SAME_PERSON_MIN_COSINE, f"same person cosine {same:.3f}"
     assert same > different, f"same {same:.3f} <= different {different:.3f}"
+
+
+def test_zoom_finds_small_crowd_faces_the_native_pass_misses(detector: RetinaFaceDetector) -> None:
+    """The t1 group photo at ~20 px faces on a 720p frame: native RetinaFace finds some, the zoom more."""
+    from dataclasses import replace
+
+    from services.common.thresholds import MIN_FACE_PX
+    from services.detector.zoom import SmallFaceZoom
+
+    photo = cv2.imread(str(MEDIA / "t1.jpg"))
+    small = cv2.resize(photo, None, fx=0.2, fy=0.2, interpolation=cv2.INTER_AREA)  # faces 91-110 px -> 18-22
+    frame = np.full((720, 1280, 3), 90, np.uint8)
+    frame[200 : 200 + small.shape[0], 400 : 400 + small.shape[1]] = small
+    native = detector.detect_batch([frame], include_candidates=True)[0]
+    magnified = detector.with_settings(replace(detector.settings, max_side=0))
+    zoom = SmallFaceZoom(lambda crops: magnified.detect_batch(list(crops), True))
+    refined = zoom.refine(frame, native)
+    assert 0 < native.confident.sum() < refined.confident.sum() <= EXPECTED_FACES["t1.jpg"]
+    sides = np.minimum(*(refined.xyxy[:, 2:] - refined.xyxy[:, :2]).T)
+    assert (sides >= MIN_FACE_PX).all()
+    assert zoom.zoomed_pixels == 4 * frame.shape[0] * frame.shape[1]  # one look at the whole frame, 2x
