@@ -69,7 +69,9 @@ from services.evaluation.shots import (
 )
 
 CONDITIONS = ("small-crowd", "hand-over-face", "compressed", "motion-blur", "low-light")
-CROWD_FACE_PX = (22.0, 30.0)  # face heights of the crowd shot: the small faces issue #19 reports at 720p
+# Face heights of the crowd shot: 29-38 px tall is 22-29 px wide, the "22-30 px" small faces issue #19
+# reports at 720p measured as a detector measures a face (its short side, the width).
+CROWD_FACE_PX = (29.0, 39.0)
 
 # Heavy web compression: what a 1/3-resolution stream at JPEG quality ~10 looks like once upscaled.
 COMPRESS_SCALE = 1 / 3

@@ -60,7 +60,7 @@ def _crowd_heights(t: float) -> list[float]:
 
 
 @pytest.mark.parametrize("t", [0.0, 0.25, 0.5, 0.75, 1.0])
-def test_crowd_faces_are_22_to_30_px(t: float) -> None:
+def test_crowd_faces_are_the_size_issue_19_reports(t: float) -> None:
     heights = _crowd_heights(t)
     assert len(heights) >= 8
     assert all(CROWD_FACE_PX[0] <= h <= CROWD_FACE_PX[1] for h in heights), heights
