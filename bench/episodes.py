@@ -17,38 +17,36 @@ import cv2
 import numpy as np
 
 
-def _is_current(out: Path) -> bool:
-    """Whether `out` holds the sample episode the generator makes today (same shots), not an older one."""
-    from services.evaluation.shots import SHOTS
-
+def _is_current(out: Path, shots: list[tuple[str, int, list[str]]]) -> bool:
+    """Whether `out` holds the episode a generator makes today (same shots), not an older one."""
     if not (out / "episode.mp4").is_file() or not (out / "ground_truth.json").is_file():
         return False
-    shots = json.loads((out / "ground_truth.json").read_text()).get("shots", [])
-    return [(s["description"], s["end_frame"] - s["start_frame"], s.get("tags", [])) for s in shots] == [
-        (s.description, s.frames, list(s.tags)) for s in SHOTS
-    ]
+    built = json.loads((out / "ground_truth.json").read_text()).get("shots", [])
+    return [(s["description"], s["end_frame"] - s["start_frame"], s.get("tags", [])) for s in built] == shots
+
+
+def _ensure(module: str, shots: list[tuple[str, int, list[str]]], out: Path, media: Path, seed: int) -> Path:
+    if not _is_current(out, shots):
+        command = [sys.executable, "-m", module, "--media", str(media), "--out", str(out), "--seed", str(seed)]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return out
 
 
 def ensure_sample(out: Path, media: Path, seed: int = 0) -> Path:
     """Build the sample episode into `out` once (episode.mp4 + ground_truth.json + enrol/); rebuild it
     when the generator's shots changed since."""
-    if not _is_current(out):
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "services.evaluation.sample_episode",
-                "--media",
-                str(media),
-                "--out",
-                str(out),
-                "--seed",
-                str(seed),
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-    return out
+    from services.evaluation.shots import SHOTS
+
+    shots = [(s.description, s.frames, list(s.tags)) for s in SHOTS]
+    return _ensure("services.evaluation.sample_episode", shots, out, media, seed)
+
+
+def ensure_hard(out: Path, media: Path, seed: int = 0) -> Path:
+    """The hard episode (issue #19: small faces, hands, compression, blur, low light), built once."""
+    from services.evaluation.hard_shots import HARD_SHOTS
+
+    shots = [(h.shot.description, h.shot.frames, list(h.shot.tags)) for h in HARD_SHOTS]
+    return _ensure("services.evaluation.hard_episode", shots, out, media, seed)
 
 
 def frames_for(seconds: float, fps: float) -> int:

@@ -163,6 +163,30 @@ def accuracy_markdown(modes: dict[str, dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
+def hard_markdown(hard: dict[str, Any] | None) -> list[str]:
+    """The hard episode per condition (issue #19): the same tables as the sample's, and its cost."""
+    if not hard:
+        return []
+    label = {k: "default" if k == "0" else f"stride {k}" for k in hard["strides"]}
+    modes = {label[k]: v["eval"] for k, v in hard["strides"].items()}
+    lines = ["## The hard episode (small faces, hands, compression, blur, low light)", ""]
+    for stride, row in hard["strides"].items():
+        e = row["eval"]
+        lines.append(
+            f"- {label[stride]}: recall {_fmt(e['recall'], 3)}, IDF1 {_fmt(e['idf1'], 3)}, "
+            f"{e['predicted_identity_count']} identities for {e['true_person_count']} people, "
+            f"wall {_fmt(row['wall_s'], 1)} s"
+        )
+    default_wall = hard["strides"]["0"]["wall_s"]
+    lines += [
+        f"- the default's run time over the sample's default run (one process, same bench): "
+        f"{default_wall / hard['sample_default_inprocess_wall_s']:.2f}x",
+        "",
+        *accuracy_markdown(modes),
+    ]
+    return lines
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The human summary written to bench/results.md and printed at the end of a bench run."""
     s = results["comparison"]
@@ -245,6 +269,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"{'identical' if p['identical'] else 'DIFFERENT: ' + ', '.join(p['differences'])}",
             "",
         ]
+    lines += hard_markdown(results.get("hard"))
     if results.get("targets"):
         lines += ["| target | asked | measured | met |", "|---|---|---|---|"]
         for name, t in results["targets"].items():

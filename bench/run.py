@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
-from bench.episodes import ensure_sample, loop_video, talking_head_video
+from bench.episodes import ensure_hard, ensure_sample, loop_video, talking_head_video
 from bench.experiments import experiments
 from bench.micro import MicroStack
 from bench.stats import median
@@ -217,6 +217,23 @@ def machine() -> str:
     return f"{os.cpu_count()} cores (shared; load {load:.1f} at start), Python {sys.version.split()[0]}"
 
 
+def hard_episode(media: Path, work: Path, results: dict[str, Any]) -> None:
+    """The hard episode (docs/evaluation.md) at the default sampling and at stride 1, in one process:
+    recall per condition, identities, screen-time error per person, and the default's run time as a
+    ratio to the sample's default run measured in the same bench."""
+    hard = ensure_hard(work / "hard", media)
+    video, gt, enrol = hard / "episode.mp4", hard / "ground_truth.json", hard / "enrol"
+    runs = {}
+    for stride in (0, 1):
+        log(f"hard episode at stride {stride or 'default'}")
+        run = worker("inprocess", video, work / f"hard-{stride}", stride, enrol=enrol)["runs"][0]
+        runs[str(stride)] = {"wall_s": run["wall_s"], "eval": evaluate(run["run_dir"], gt)}
+    log("sample at the default sampling, in one process (the hard episode's cost baseline)")
+    sample = work / "sample"
+    base = worker("inprocess", sample / "episode.mp4", work / "sample-inproc-0", 0, enrol=sample / "enrol")
+    results["hard"] = {"strides": runs, "sample_default_inprocess_wall_s": base["runs"][0]["wall_s"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="1 repetition, 30 s and 2 min only (~10 min)")
@@ -253,13 +270,14 @@ def main(argv: list[str] | None = None) -> int:
     log("building the sample episode (once)")
     sample = ensure_sample(work / "sample", media)
     for stale in work.glob("*"):
-        if stale.is_dir() and stale.name not in ("sample", "videos"):
+        if stale.is_dir() and stale.name not in ("sample", "hard", "videos"):
             shutil.rmtree(stale)
     compare_modes(sample, work, reps, results)
     log("per-stage costs")
     results["stages"] = worker("stages", sample / "episode.mp4", work / "stages")
     results["stage_breakdown"] = stage_breakdown(results)
     scaling(sample, work, lengths or (QUICK_LENGTHS_S if args.quick else FULL_LENGTHS_S), results)
+    hard_episode(media, work, results)
     if args.experiments if args.experiments is not None else not args.quick:
         experiments(sample, work, 1 if args.quick else min(reps, 2), results)
     default = results["scaling_fit"]["projected_min_for_60_min"]

@@ -153,3 +153,20 @@ def test_talking_head_video_keeps_untagged_shots_whose_faces_are_all_large(tmp_p
     (tmp_path / "ground_truth.json").write_text(json.dumps({"shots": shots, "faces": faces}))
     out = talking_head_video(tmp_path, tmp_path / "calm.mp4")
     assert int(cv2.VideoCapture(str(out)).get(cv2.CAP_PROP_FRAME_COUNT)) == 10
+
+
+def test_the_hard_episode_table_per_condition_and_its_cost() -> None:
+    def scored(recall: float) -> dict:
+        return {**_eval(recall, -0.1, recall), "predicted_identity_count": 12, "true_person_count": 10}
+
+    hard = {
+        "strides": {"0": {"wall_s": 11.0, "eval": scored(0.96)}, "1": {"wall_s": 80.0, "eval": scored(0.97)}},
+        "sample_default_inprocess_wall_s": 10.0,
+    }
+    table = "\n".join(report.hard_markdown(hard))
+    assert "- default: recall 0.960, IDF1 0.800, 12 identities for 10 people, wall 11.0 s" in table
+    assert "- stride 1: recall 0.970" in table
+    assert "same bench): 1.10x" in table
+    assert "| scene tag | recall default | recall stride 1 |" in table
+    assert "| default | 0.960 | 0.800 | obama | 20.00 | 18.00 | -10.0 % |" in table
+    assert report.hard_markdown(None) == []
