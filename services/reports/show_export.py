@@ -28,7 +28,7 @@ from typing import Any
 
 from faceflow.v1 import orchestrator_pb2
 
-from services.common.errors import InvalidArgument
+from services.common.errors import FailedPrecondition, InvalidArgument
 
 DECIMALS = 4
 SHARE_DECIMALS = 6
@@ -269,8 +269,20 @@ def write_json(show: orchestrator_pb2.ShowScreenTime, path: Path) -> Path:
     return _write_text(path, json_text(show), "JSON")
 
 
+def _pyarrow() -> Any:
+    """pyarrow, an optional dependency of the CLI (the services' image does without it)."""
+    try:
+        import pyarrow
+        import pyarrow.parquet  # noqa: F401  (the writer)
+    except ImportError as error:
+        raise FailedPrecondition(
+            "Parquet export needs pyarrow: pip install 'faceflow[parquet]' (or export --csv / --json)"
+        ) from error
+    return pyarrow
+
+
 def parquet_schema(metadata: Mapping[str, str] | None = None) -> Any:
-    import pyarrow as pa
+    pa = _pyarrow()
 
     return pa.schema(
         [
@@ -290,7 +302,7 @@ def parquet_schema(metadata: Mapping[str, str] | None = None) -> Any:
 
 def parquet_table(show: orchestrator_pb2.ShowScreenTime) -> Any:
     """The long table as a pyarrow Table (typed columns; the semantics in the schema's metadata)."""
-    import pyarrow as pa
+    pa = _pyarrow()
 
     rows = long_rows(show)
     metadata = {"faceflow.show_id": show.show_id, "faceflow.season": str(show.season), "faceflow.semantics": SEMANTICS}
@@ -300,7 +312,5 @@ def parquet_table(show: orchestrator_pb2.ShowScreenTime) -> Any:
 
 
 def write_parquet(show: orchestrator_pb2.ShowScreenTime, path: Path) -> Path:
-    import pyarrow.parquet as pq
-
     table = parquet_table(show)
-    return write_atomically(path, lambda temp: pq.write_table(table, temp), "Parquet file")
+    return write_atomically(path, lambda temp: _pyarrow().parquet.write_table(table, temp), "Parquet file")

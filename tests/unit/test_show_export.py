@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -11,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from faceflow.v1 import orchestrator_pb2 as pb
 
-from services.common.errors import InvalidArgument
+from services.common.errors import FailedPrecondition, InvalidArgument
 from services.reports import show_export
 
 
@@ -248,3 +249,13 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path: Path, monkeypatch: pyt
     with pytest.raises(InvalidArgument, match="No space left on device"):
         show_export.write_parquet(show, path)
     assert path.read_bytes() == before and _leftovers(tmp_path) == []
+
+
+def test_parquet_without_pyarrow_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """pyarrow is the CLI's optional extra (the service image does without it): a clear error, no file."""
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now raises ImportError
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    target = tmp_path / "season.parquet"
+    with pytest.raises(FailedPrecondition, match=r"faceflow\[parquet\]"):
+        show_export.write_parquet(_show(), target)
+    assert list(tmp_path.iterdir()) == []
