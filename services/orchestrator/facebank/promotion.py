@@ -14,8 +14,6 @@ add_to_facebank does the calls.
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -50,13 +48,11 @@ from services.orchestrator.facebank.face_choice import (
 )
 from services.orchestrator.review.service import ReviewService
 from services.orchestrator.review.view import MAX_NAME_LENGTH, ReviewView
-from services.orchestrator.run.artifacts import read_artifact
+from services.orchestrator.run.artifacts import read_artifact, read_faces
+from services.orchestrator.run.harvest import MIN_MATCH_IOU  # a face found again in its frame, as harvest does
 
 log = logging.getLogger(__name__)
 
-# IoU between a face re-detected in the frame and its box in the run for them to be one face (as
-# the harvest-crops job).
-MIN_MATCH_IOU = 0.5
 # Crops a ListTrackCrops page holds (its maximum).
 CROP_PAGE = 500
 ACTION = "add_to_facebank"
@@ -90,12 +86,6 @@ def _crop_keys(clients: ServiceClients, ep_id: str, run_id: str, track_id: int) 
         cursor = page.next_start_after
         if not cursor:
             return keys
-
-
-def _read_faces(clients: ServiceClients, ep_id: str, run_id: str) -> tuple[list[dict[str, Any]], np.ndarray]:
-    rows = [json.loads(line) for line in read_artifact(clients, ep_id, run_id, "faces.jsonl").splitlines() if line]
-    embeddings = np.load(io.BytesIO(read_artifact(clients, ep_id, run_id, "faces.npy")), allow_pickle=False)
-    return rows, embeddings
 
 
 def _existing_person(clients: ServiceClients, show_id: str, person_id: str) -> storage_pb2.Person | None:
@@ -189,7 +179,7 @@ class _Promotion:
             for e in everything
             if e.source_ep_id == self._ep_id and e.source_run_id == self._run_id
         }
-        rows, embeddings = _read_faces(clients, self._ep_id, self._run_id)
+        rows, embeddings = read_faces(clients, self._ep_id, self._run_id)
         candidates = identity_candidates(
             rows, embeddings, view.identities[identity_id], view.deleted_faces, view.deleted
         )

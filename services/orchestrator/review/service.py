@@ -172,14 +172,16 @@ class ReviewService:
             listed = self._clients.storage.ListReviewRecords(storage_pb2.ListReviewRecordsRequest(ep_id=ep_id)).records
         return [Record.parse(r.seq, r.record) for r in listed]
 
-    def _replay(self, ep_id: str) -> tuple[RunData, ReviewView, list[Record], dict[int, str]]:
+    def _replay(
+        self, ep_id: str, records: list[Record] | None = None
+    ) -> tuple[RunData, ReviewView, list[Record], dict[int, str]]:
         with translate_rpc_errors("storage"):
             episode = self._clients.storage.GetEpisode(storage_pb2.GetEpisodeRequest(ep_id=ep_id))
         if not episode.current_run_id:
             raise FailedPrecondition(f"episode {ep_id!r} has no completed run to review yet")
         run = self._run(ep_id, episode.current_run_id)
         view = run.base_view()
-        records = self._records(ep_id)
+        records = self._records(ep_id) if records is None else records
         undone = {r.undo_of for r in records if r.undo_of}
         problems: dict[int, str] = {}
         mappings: dict[str, dict[int, int]] = {}
@@ -205,9 +207,10 @@ class ReviewService:
         """The episode's review log as stored (cheap: one storage call, no replay)."""
         return self._records(ep_id)
 
-    def reviewed(self, ep_id: str) -> tuple[RunData, ReviewView, list[Record]]:
-        """The current run, its reviewed view and the review log (for callers reading across episodes)."""
-        run, view, records, _ = self._replay(ep_id)
+    def reviewed(self, ep_id: str, log: list[Record] | None = None) -> tuple[RunData, ReviewView, list[Record]]:
+        """The current run, its reviewed view and the review log (for callers reading across episodes);
+        `log`: the log just read with `log()`, not read again."""
+        run, view, records, _ = self._replay(ep_id, log)
         return run, view, records
 
     def screen_time(self, ep_id: str) -> orchestrator_pb2.ScreenTime:

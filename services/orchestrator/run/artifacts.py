@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import json
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import cv2
 import numpy as np
@@ -30,6 +33,17 @@ def read_artifact(clients: ServiceClients, ep_id: str, run_id: str, name: str) -
     ref = storage_pb2.ArtifactRef(ep_id=ep_id, run_id=run_id, name=name)
     with translate_rpc_errors("storage"):
         return b"".join(m.chunk for m in clients.storage.GetArtifact(storage_pb2.GetArtifactRequest(ref=ref)))
+
+
+def read_faces(clients: ServiceClients, ep_id: str, run_id: str) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """A run's embedded faces: the rows of faces.jsonl and the embeddings of faces.npy (row i = line i)."""
+    rows = [
+        json.loads(line) for line in read_artifact(clients, ep_id, run_id, "faces.jsonl").splitlines() if line.strip()
+    ]
+    embeddings = np.load(io.BytesIO(read_artifact(clients, ep_id, run_id, "faces.npy")), allow_pickle=False)
+    if embeddings.ndim != 2 or embeddings.shape[0] != len(rows):
+        raise ValueError(f"faces.npy of run {run_id} has shape {embeddings.shape} but faces.jsonl has {len(rows)} rows")
+    return rows, embeddings
 
 
 class CropSaver:

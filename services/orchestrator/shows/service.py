@@ -91,7 +91,7 @@ class ShowService:
             cached = self._figures.get(episode.ep_id)
         if cached is not None and cached.signature == signature:
             return cached
-        run, view, records = self._review.reviewed(episode.ep_id)
+        run, view, records = self._review.reviewed(episode.ep_id, records)
         sums = self._vectors.get(episode.ep_id, run.run_id)
         intervals = reviewed_intervals(run, view)
         labels = {identity: view.labels.get(identity, ("", ""))[0] for identity in view.identities}

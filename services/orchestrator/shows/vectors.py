@@ -7,17 +7,16 @@ tracks (a merge, a split) from the per-track sums without touching storage again
 
 from __future__ import annotations
 
-import io
-import json
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from services.orchestrator.api.clients import ServiceClients
-from services.orchestrator.run.artifacts import read_artifact
+from services.orchestrator.run.artifacts import read_faces
 
 # Runs, count. One run costs about (tracks x 2 KB): 1000 runs of 200 tracks is ~400 MB at most, and a
 # season view touches one run per episode; 512 covers a long show's seasons without re-reading.
@@ -43,11 +42,9 @@ class TrackSums:
         return total / norm if norm > 0 else None
 
 
-def track_sums(faces_jsonl: bytes, faces_npy: bytes) -> TrackSums:
-    rows = [json.loads(line) for line in faces_jsonl.splitlines() if line.strip()]
-    embeddings = np.load(io.BytesIO(faces_npy), allow_pickle=False).astype(np.float64)
-    if embeddings.ndim != 2 or embeddings.shape[0] != len(rows):
-        raise ValueError(f"faces.npy has shape {embeddings.shape} but faces.jsonl has {len(rows)} rows")
+def track_sums(rows: list[dict[str, Any]], faces: np.ndarray) -> TrackSums:
+    """From a run's faces.jsonl rows and faces.npy embeddings (run/artifacts.read_faces)."""
+    embeddings = np.asarray(faces, np.float64)
     norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
     unit = embeddings / np.where(norms > 0, norms, 1.0)
     sums: dict[int, np.ndarray] = {}
@@ -77,10 +74,7 @@ class RunVectors:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        loaded = track_sums(
-            read_artifact(self._clients, ep_id, run_id, "faces.jsonl"),
-            read_artifact(self._clients, ep_id, run_id, "faces.npy"),
-        )
+        loaded = track_sums(*read_faces(self._clients, ep_id, run_id))
         with self._lock:
             self._cache[key] = loaded
             while len(self._cache) > self._capacity:
