@@ -183,24 +183,50 @@ class SeaweedServer:
         return self
 
     def _wait_ready(self) -> None:
-        """Until the S3 gateway answers (an unsigned request gets 403: it is up and checking signatures)."""
+        """Until the S3 gateway answers and the master knows every volume already on disk.
+
+        The gateway answers (an unsigned request gets 403) before the volume server has sent its first
+        heartbeat; on a loaded machine a read in that window fails with HTTP 500 for data that is there.
+        """
         deadline = time.monotonic() + self.settings.start_timeout_s
+        volumes_on_disk = len(list((self.data_dir / "data").glob("*.dat")))
         while time.monotonic() < deadline:
             assert self._process is not None
             if self._process.poll() is not None:
                 code = self._process.returncode
                 raise Unavailable(f"SeaweedFS exited with code {code} while starting; log tail:\n{self.log_tail()}")
-            try:
-                urllib.request.urlopen(self.endpoint_url + "/", timeout=1).close()
+            if self._gateway_answers() and self.registered_volumes() >= volumes_on_disk:
                 return
-            except urllib.error.HTTPError:
-                return  # 403 AccessDenied: the gateway is serving
-            except OSError:
-                time.sleep(0.2)
+            time.sleep(0.2)
         raise Unavailable(
-            f"SeaweedFS S3 at {self.endpoint_url} did not answer within {self.settings.start_timeout_s:.0f} s; "
+            f"SeaweedFS S3 at {self.endpoint_url} was not ready within {self.settings.start_timeout_s:.0f} s; "
             f"log tail ({self.log_path}):\n{self.log_tail()}"
         )
+
+    def _gateway_answers(self) -> bool:
+        try:
+            urllib.request.urlopen(self.endpoint_url + "/", timeout=1).close()
+        except urllib.error.HTTPError:
+            return True  # 403 AccessDenied: the gateway is serving and checking signatures
+        except OSError:
+            return False
+        return True
+
+    def registered_volumes(self) -> int:
+        """Volumes the master has heard of from volume-server heartbeats; -1 while it has no data node."""
+        url = f"http://{self.host}:{self.ports['master.port']}/dir/status"
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                topology = json.load(response).get("Topology") or {}
+        except (OSError, ValueError):
+            return -1
+        nodes = [
+            node
+            for centre in topology.get("DataCenters") or []
+            for rack in centre.get("Racks") or []
+            for node in rack.get("DataNodes") or []
+        ]
+        return sum(int(node.get("Volumes") or 0) for node in nodes) if nodes else -1
 
     def log_tail(self) -> str:
         try:

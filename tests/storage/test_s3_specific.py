@@ -136,6 +136,24 @@ def test_outage_raises_unavailable_quickly_and_recovers_after_restart(
     storage.put_artifact("ep-1", "run-1", "a.json", iter([b"x"]))
 
 
+def test_restart_returns_only_once_every_volume_on_disk_is_served(
+    seaweed: SeaweedServer, s3_factory: S3Factory, tmp_path: Path
+) -> None:
+    """The gateway answers before the volume server's first heartbeat; reads in that gap failed with HTTP 500.
+
+    Seen in CI on a loaded machine: a read right after restart was refused for data that was on disk.
+    """
+    storage = s3_factory()
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"video")
+    storage.create_episode("ep-r", str(video), VIDEO, "", False)
+    on_disk = len(list((seaweed.data_dir / "data").glob("*.dat")))
+    assert on_disk >= 1
+    seaweed.restart()
+    assert seaweed.registered_volumes() >= on_disk
+    assert storage.get_episode("ep-r").ep_id == "ep-r"
+
+
 def test_publish_racing_delete_never_leaves_a_dangling_record(
     s3_factory: S3Factory, s3_client: Any, tmp_path: Path
 ) -> None:
