@@ -23,6 +23,7 @@ from services.common.sampling import check_stride
 from services.common.warm import WarmValue
 from services.detector.adaptive import AdaptiveSampler, AdaptiveSettings, Chunk
 from services.detector.camera_motion import CameraMotionEstimator
+from services.detector.deblur import DeblurSettings, MotionDeblur
 from services.detector.display_crops import display_crop_jpeg
 from services.detector.retinaface import RetinaFaceDetector
 from services.detector.shots import ShotCutDetector
@@ -141,12 +142,23 @@ class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
         reduced = detector.with_settings(replace(detector.settings, max_side=adaptive.reduced_max_side))
         magnified = detector.with_settings(replace(detector.settings, max_side=0, max_batch=1))
         zoom = SmallFaceZoom(lambda crops: magnified.detect_batch(list(crops), request.include_candidates))
+        deblurring = DeblurSettings()
+        relaxed = {
+            small: d.with_settings(
+                replace(d.settings, large_face_score_threshold=deblurring.large_face_score(d.settings))
+            )
+            for small, d in ((False, detector), (True, reduced))
+        }
+        deblur = MotionDeblur(
+            lambda frames, small: relaxed[small].detect_batch(list(frames), request.include_candidates)
+        )
 
         def detect(frames: Sequence[np.ndarray], reduce: bool = False) -> list[Detections]:
             if not frames:
                 return []
             with self._lock:
                 found = (reduced if reduce else detector).detect_batch(list(frames), request.include_candidates)
+                found = [deblur.refine(frame, native, reduce) for frame, native in zip(frames, found, strict=True)]
                 if reduce:  # reduced frames are those of shots whose faces are all large
                     return found
                 return [zoom.refine(frame, native) for frame, native in zip(frames, found, strict=True)]

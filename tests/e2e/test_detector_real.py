@@ -163,3 +163,45 @@ def test_zoom_finds_small_crowd_faces_the_native_pass_misses(detector: RetinaFac
     sides = np.minimum(*(refined.xyxy[:, 2:] - refined.xyxy[:, :2]).T)
     assert (sides >= MIN_FACE_PX).all()
     assert zoom.zoomed_pixels == 4 * frame.shape[0] * frame.shape[1]  # one look at the whole frame, 2x
+
+
+def _pan_frame(blurred: bool) -> np.ndarray:
+    """Obama and Biden (~100 px faces) over a real street frame, smeared as a 30 px/frame pan is."""
+    from services.evaluation.hard_shots import motion_blur
+
+    capture = cv2.VideoCapture(str(MEDIA / "no_face.mp4"))
+    ok, street = capture.read()
+    capture.release()
+    assert ok
+    frame = cv2.resize(street, (1280, 720))
+    for name, x in (("obama.jpg", 300), ("biden.jpg", 800)):
+        photo = cv2.imread(str(MEDIA / name))
+        photo = cv2.resize(photo, (300, round(300 * photo.shape[0] / photo.shape[1])))[:400]
+        frame[200 : 200 + photo.shape[0], x : x + photo.shape[1]] = photo
+    return motion_blur(frame, 0) if blurred else frame
+
+
+def test_a_smeared_pan_is_measured_restored_and_its_faces_found(detector: RetinaFaceDetector) -> None:
+    """The hard episode's blurred pan: RetinaFace doubts every smeared face; restored, it is sure."""
+    from dataclasses import replace
+
+    from services.detector.deblur import DeblurSettings, MotionDeblur, measure_smear
+
+    sharp = _pan_frame(blurred=False)
+    assert measure_smear(sharp) is None
+    assert detector.detect(sharp).confident.sum() == 2
+
+    frame = _pan_frame(blurred=True)
+    native = detector.detect_batch([frame], include_candidates=True)[0]
+    assert native.confident.sum() < 2, "the fault: a smeared face is not confidently found"
+    smear = measure_smear(frame)
+    assert smear is not None and abs(smear.dy) < 1 and 28 <= abs(smear.dx) <= 34  # 31 taps, horizontal
+    settings = DeblurSettings()
+    relaxed = detector.with_settings(
+        replace(detector.settings, large_face_score_threshold=settings.large_face_score(detector.settings))
+    )
+    deblur = MotionDeblur(lambda frames, _reduced: relaxed.detect_batch(list(frames), True), settings)
+    before = frame.copy()
+    found = deblur.refine(frame, native)
+    assert found.confident.sum() == 2 and deblur.frames_restored == 1
+    assert not np.array_equal(frame, before), "crops must come from the restored pixels"
