@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from services.tracker.bytetrack import ByteTracker, ByteTrackSettings, TrackAssignment
+from services.tracker.interface import TrackerFrame
 
 FACE_SIZE = 60.0  # px, side of the synthetic square face boxes
 
@@ -250,3 +251,46 @@ def test_lost_track_covered_by_a_longer_tracked_track_is_dropped_as_duplicate() 
     assert assigned == {0: walker_id}, "the old resting track must be gone, so its spot starts a new track"
     assigned = _step(tracker, [_box(360, 100), resting_spot], [0.9, 0.9])
     assert assigned[0] == walker_id and assigned[1] not in (walker_id, resting_id)
+
+
+def _pan(use_camera_motion: bool, with_motion: bool = True) -> list[set[int]]:
+    """Two 87 px faces in a 30 px/frame pan, every frame of a run whose base stride is 10 (the default
+    at 25 fps: steps 0.1, as adaptive sampling densifies a fast shot), boxes jittering a few px as
+    detections of blurred faces do; the camera motion is the pan's translation."""
+    tracker = ByteTracker(ByteTrackSettings(frame_rate=25.0, frame_stride=10, use_camera_motion=use_camera_motion))
+    shift = np.array([[1.0, 0.0, -30.0], [0.0, 1.0, 0.0]])
+    jitter = np.random.default_rng(19).uniform(-4.0, 4.0, (40, 2, 4))
+    ids: list[set[int]] = []
+    tracker.update(TrackerFrame.of(np.zeros((0, 4)), []))  # the shot starts on the sky: faces enter later
+    for frame in range(40):
+        boxes = (
+            np.array([_box(1100 - 30 * frame, 280, 87), _box(1500 - 30 * frame, 300, 87)]) + jitter[frame]
+        ).tolist()
+        motion = shift if with_motion else None
+        ids.append(
+            {a.track_id for a in tracker.update(TrackerFrame.of(boxes, [0.99, 0.99], camera_motion=motion, steps=0.1))}
+        )
+    return ids[1:]  # a track entering mid-shot is reported from its second hit
+
+
+def test_a_fast_pan_keeps_both_faces_on_their_tracks_with_the_camera_motion() -> None:
+    """The hard episode's pan: without the camera a face got a new track every ~4 frames."""
+    without = set().union(*_pan(use_camera_motion=False))
+    assert len(without) > 2, "the fault this guards against: the Kalman alone loses a 30 px/frame pan"
+    ids = _pan(use_camera_motion=True)
+    assert all(frame_ids == ids[0] for frame_ids in ids) and len(ids[0]) == 2
+    assert set().union(*_pan(use_camera_motion=True, with_motion=False)) == without  # no motion sent: as before
+
+
+def test_the_camera_never_pulls_a_hidden_face_onto_its_neighbour() -> None:
+    """A lost track (the face went behind another) is not matched through the camera's motion: in a
+    tracking shot the camera moves and the faces do not, so the moved prediction would land on a
+    neighbour. Here the camera "pans" 60 px/frame while the faces stand still."""
+    tracker = ByteTracker(ByteTrackSettings(frame_rate=25.0))
+    shift = np.array([[1.0, 0.0, 60.0], [0.0, 1.0, 0.0]])
+    a, b = _box(100, 100), _box(160, 100)  # b is 60 px right of a: where a's moved prediction lands
+    both = {x.track_id: x.detection_index for x in tracker.update(TrackerFrame.of([a, b], [0.99, 0.99]))}
+    id_b = next(t for t, i in both.items() if i == 1)
+    for _ in range(3):  # a hides; the camera moves
+        only_b = tracker.update(TrackerFrame.of([b], [0.99], camera_motion=shift))
+        assert [x.track_id for x in only_b] == [id_b]

@@ -155,7 +155,7 @@ def _run_segment(
             include_candidates=True,
             include_display_crops=options.save_crops,
             score_threshold=options.det_score_threshold,
-            include_camera_motion=appearance,  # only appearance-aware trackers compensate camera motion
+            include_camera_motion=True,  # every tracker compensates pans and zooms
             adaptive_sampling=options.adaptive,
         )
     )
