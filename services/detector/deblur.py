@@ -164,6 +164,14 @@ class MotionDeblur:
     frames_analysed: int = 0  # for benchmarks
     frames_restored: int = 0
     _in_pan: bool = False  # the last analysed frame was smeared
+    _restored: set[int] = field(default_factory=set)  # id() of restored frames not yet taken
+
+    def was_restored(self, frame: np.ndarray) -> bool:
+        """Whether refine() restored this frame (asked once per frame, when its faces are sent)."""
+        if id(frame) in self._restored:
+            self._restored.discard(id(frame))
+            return True
+        return False
 
     def refine(self, frame: np.ndarray, native: Detections, reduced: bool = False) -> Detections:
         """The frame's faces: `native` (found at the reduced input size if `reduced`), or those of the
@@ -182,4 +190,5 @@ class MotionDeblur:
             return native
         frame[...] = restored  # crops, embeddings and display crops come from the restored pixels
         self.frames_restored += 1
+        self._restored.add(id(frame))
         return found

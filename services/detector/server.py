@@ -64,7 +64,11 @@ def probe_to_proto(probe: VideoProbe) -> common_pb2.VideoInfo:
 
 
 def faces_to_proto(
-    frame_bgr: np.ndarray, detections: Detections, include_crops: bool, include_display_crops: bool = False
+    frame_bgr: np.ndarray,
+    detections: Detections,
+    include_crops: bool,
+    include_display_crops: bool = False,
+    restored: bool = False,
 ) -> list[common_pb2.Face]:
     crops = align_faces(frame_bgr, detections) if len(detections) else np.zeros((0, 112, 112, 3), np.uint8)
     faces = []
@@ -80,6 +84,7 @@ def faces_to_proto(
                 quality=quality.score,
                 candidate=not bool(detections.confident[i]),
                 display_crop_jpeg=display_crop_jpeg(frame_bgr, box) if include_display_crops else b"",
+                restored=restored,
             )
         )
     return faces
@@ -173,7 +178,9 @@ class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
             for index, frame, detections, cut, affine in stream:
                 if not context.is_active():
                     return
-                faces = faces_to_proto(frame, detections, request.include_crops, request.include_display_crops)
+                faces = faces_to_proto(
+                    frame, detections, request.include_crops, request.include_display_crops, deblur.was_restored(frame)
+                )
                 yield detector_pb2.DetectVideoResponse(
                     frame=common_pb2.FrameDetections(
                         frame_index=index,

@@ -18,7 +18,9 @@ def _result(rng: np.random.Generator) -> SegmentResult:
         box = [float(np.float32(v)) for v in rng.uniform(0, 1280, 4)]
         landmarks = [float(np.float32(v)) for v in rng.uniform(0, 720, 10)]
         result.faces.append(
-            SegmentFace(2995 + 5 * i, box, float(np.float32(rng.uniform())), 0.1 * i, landmarks, i % 4, i % 7 == 0)
+            SegmentFace(
+                2995 + 5 * i, box, float(np.float32(rng.uniform())), 0.1 * i, landmarks, i % 4, i % 7 == 0, i % 5 == 0
+            )
         )
     result.samples = [(i, (rng.bytes(112 * 112 * 3), rng.bytes(900 + i), i % 3 == 0)) for i in range(0, 40, 3)]
     result.known = [(i, rng.standard_normal(512).astype(np.float32)) for i in range(0, 40, 9)]
@@ -58,3 +60,24 @@ def test_an_empty_segment_round_trips() -> None:
     empty = SegmentResult(segment)
     back = decode(encode(empty, "k"), segment, "k", SegmentResult, SegmentFace)
     assert back is not None and back.faces == [] and back.known == [] and back.samples == []
+
+
+def test_a_checkpoint_written_before_faces_could_be_restored_still_loads() -> None:
+    """Checkpoints of a run interrupted before the upgrade have 7 values per face: not restored."""
+    import json
+    import struct
+
+    from services.orchestrator.run.checkpoints import MAGIC
+
+    original = _result(np.random.default_rng(3))
+    data = encode(original, "k")
+    (size,) = struct.unpack_from("<Q", data, len(MAGIC))
+    start = len(MAGIC) + 8
+    header = json.loads(data[start : start + size])
+    header["faces"] = [row[:7] for row in header["faces"]]
+    head = json.dumps(header, separators=(",", ":")).encode()
+    old = MAGIC + struct.pack("<Q", len(head)) + head + data[start + size :]
+    back = decode(old, original.segment, "k", SegmentResult, SegmentFace)
+    assert back is not None and len(back.faces) == len(original.faces)
+    assert not any(f.restored for f in back.faces)
+    assert [f.box for f in back.faces] == [f.box for f in original.faces]

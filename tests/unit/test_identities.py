@@ -298,3 +298,39 @@ def test_large_input_is_fast_enough() -> None:
     cannot = cooccurrence_matrix(frames)
     labels = cluster_tracks(vectors, cannot)
     assert not np.any(cannot & (labels[:, None] == labels[None, :]))
+
+
+def _two_people_and_a_pan(to_a: float, to_b: float) -> np.ndarray:
+    """Tracks 0-1: person A; 2-3: person B; 4: a track of restored (deblurred) faces."""
+    gram = np.eye(5)
+    gram[0, 1] = gram[1, 0] = gram[2, 3] = gram[3, 2] = 0.8
+    gram[4, :2] = gram[:2, 4] = to_a
+    gram[4, 2:4] = gram[2:4, 4] = to_b
+    return vectors_with_gram(gram)
+
+
+@pytest.mark.parametrize(
+    ("to_a", "to_b", "expected"),
+    [
+        (0.3, 0.05, [0, 0, 1, 1, 0]),  # clearly A's, though far below the 0.5 a clean track needs
+        (0.3, 0.25, [0, 0, 1, 1, 2]),  # no clear winner: its own identity, never a guess
+        (0.1, -0.05, [0, 0, 1, 1, 2]),  # too far from everyone
+    ],
+)
+def test_a_weak_track_joins_the_identity_it_clearly_resembles(to_a: float, to_b: float, expected: list[int]) -> None:
+    counts = np.array([10, 10, 10, 10, 25])
+    weak = np.array([False, False, False, False, True])
+    labels = cluster_tracks(_two_people_and_a_pan(to_a, to_b), no_links(5), track_face_counts=counts, weak_tracks=weak)
+    np.testing.assert_array_equal(labels, expected)
+    # The same track, not restored, is judged as any other: 0.3 is a different person.
+    plain = cluster_tracks(_two_people_and_a_pan(to_a, to_b), no_links(5), track_face_counts=counts)
+    np.testing.assert_array_equal(plain, [0, 0, 1, 1, 2])
+
+
+def test_a_weak_track_never_joins_an_identity_it_shares_a_frame_with() -> None:
+    counts = np.array([10, 10, 10, 10, 25])
+    weak = np.array([False, False, False, False, True])
+    labels = cluster_tracks(
+        _two_people_and_a_pan(0.3, 0.05), linked(5, (1, 4)), track_face_counts=counts, weak_tracks=weak
+    )
+    np.testing.assert_array_equal(labels, [0, 0, 1, 1, 2])  # A is on screen with it; B is not close

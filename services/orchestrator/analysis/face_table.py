@@ -26,6 +26,7 @@ class FaceTableBuilder:
     _landmarks: array[float] = field(default_factory=lambda: array("f"))  # 10 per face
     _track: array[int] = field(default_factory=lambda: array("q"))
     _candidate: array[int] = field(default_factory=lambda: array("b"))
+    _restored: array[int] = field(default_factory=lambda: array("b"))
 
     def __len__(self) -> int:
         return len(self._frame)
@@ -39,6 +40,7 @@ class FaceTableBuilder:
         landmarks: list[float],
         track_id: int,
         candidate: bool = False,
+        restored: bool = False,
     ) -> int:
         if len(box) != 4 or len(landmarks) != 10:
             raise ValueError(f"a face needs 4 box values and 10 landmark values, got {len(box)} and {len(landmarks)}")
@@ -49,6 +51,7 @@ class FaceTableBuilder:
         self._landmarks.extend(landmarks)
         self._track.append(track_id)
         self._candidate.append(bool(candidate))
+        self._restored.append(bool(restored))
         return len(self._frame) - 1
 
     def frame_of(self, row: int) -> int:
@@ -70,6 +73,7 @@ class FaceTableBuilder:
             landmarks=np.frombuffer(self._landmarks, np.float32).reshape(n, 10).copy(),
             track_id=np.frombuffer(self._track, np.int64).copy(),
             candidate=np.frombuffer(self._candidate, np.int8).astype(bool),
+            restored=np.frombuffer(self._restored, np.int8).astype(bool),
             embedding_row=embedding_rows,
             embedding=embeddings.reshape(len(embedding_rows), -1)
             if len(embedding_rows)
@@ -92,10 +96,14 @@ class FaceTable:
     embedding: np.ndarray  # (M,d) unit vectors
     processed_frames: np.ndarray  # every frame the detector processed
     cut_frames: np.ndarray  # processed frames that start a new shot
+    # (N,) found on a frame restored from a motion smear (Face.restored); empty = none was
+    restored: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
     def __post_init__(self) -> None:
         n = len(self.frame)
-        for name in ("xyxy", "score", "quality", "landmarks", "track_id", "candidate"):
+        if len(self.restored) == 0 and n:
+            object.__setattr__(self, "restored", np.zeros(n, bool))
+        for name in ("xyxy", "score", "quality", "landmarks", "track_id", "candidate", "restored"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"face table column {name} has {len(getattr(self, name))} rows, expected {n}")
         if len(self.embedding) != len(self.embedding_row):

@@ -103,6 +103,15 @@ class ClusteringSettings:
     # afterwards to the closest cluster of longer tracks if within the threshold and not
     # cannot-linked, and otherwise stay singletons; they are never merged with each other.
     min_track_faces: int = 3
+    # Weak tracks (every embedded face restored from a motion smear) never anchor either, and their
+    # embeddings are a reconstruction: a face the deconvolution brought back measured 0.19-0.44
+    # cosine to the same person's clean tracks where clean tracks reach 0.5-0.9, and <= 0.09 to
+    # the other people on screen. So a weak track joins the closest cluster when that cluster is
+    # at least weak_min_similarity away and beats every other cluster it may join by weak_margin:
+    # relative evidence, where an absolute 0.5 would make every pan a new person. 0.15 is above
+    # the different-person mean (~0); 0.1 is the labelling margin (MatchSettings.margin).
+    weak_min_similarity: float = 0.15
+    weak_margin: float = 0.1
 
     def __post_init__(self) -> None:
         if not 0.0 < self.distance_threshold <= 2.0:
@@ -117,6 +126,7 @@ def cluster_tracks(
     settings: ClusteringSettings | None = None,
     *,
     track_face_counts: np.ndarray | None = None,
+    weak_tracks: np.ndarray | None = None,
 ) -> np.ndarray:
     """Identity label per track: labels 0..K-1, numbered in order of each identity's first track.
 
@@ -128,8 +138,10 @@ def cluster_tracks(
     would chain people together under single linkage, without the size bias of complete linkage.
 
     `track_face_counts` (T,), when given, marks tracks with fewer than `settings.min_track_faces`
-    faces as non-anchoring (see ClusteringSettings). Ties are broken by the lowest track index, so
-    the result depends only on the inputs.
+    faces as non-anchoring (see ClusteringSettings); `weak_tracks` (T,) bool marks tracks whose
+    faces were all restored from a smear: non-anchoring, and attached by relative evidence
+    (weak_min_similarity, weak_margin). Ties are broken by the lowest track index, so the result
+    depends only on the inputs.
     """
     settings = settings or ClusteringSettings()
     vectors = unit_rows(track_vectors, "track_vectors")
@@ -147,6 +159,12 @@ def cluster_tracks(
         if faces.shape != (count,):
             raise ValueError(f"track_face_counts must have shape ({count},); got {faces.shape}")
         anchors = faces >= settings.min_track_faces
+    weak = np.zeros(count, dtype=bool)
+    if weak_tracks is not None:
+        weak = np.asarray(weak_tracks, dtype=bool)
+        if weak.shape != (count,):
+            raise ValueError(f"weak_tracks must have shape ({count},); got {weak.shape}")
+        anchors &= ~weak
 
     raw = np.full(count, -1, dtype=np.int64)
     anchor_index = np.flatnonzero(anchors)
@@ -156,7 +174,9 @@ def cluster_tracks(
         )
     short_index = np.flatnonzero(~anchors)
     if short_index.size:
-        raw[short_index] = _attach_short_tracks(vectors, blocked, raw, anchor_index, short_index, settings)
+        raw[short_index] = _attach_short_tracks(
+            vectors, blocked, raw, anchor_index, short_index, weak[short_index], settings
+        )
     return _relabel_by_first_appearance(raw)
 
 
@@ -219,9 +239,13 @@ def _attach_short_tracks(
     raw: np.ndarray,
     anchor_index: np.ndarray,
     short_index: np.ndarray,
+    weak: np.ndarray,
     settings: ClusteringSettings,
 ) -> np.ndarray:
     """Raw cluster id per short track: an anchored cluster when close enough, else a new singleton.
+
+    Close enough: within the distance threshold; for a weak short track also the closest cluster it
+    may join when that one is weak_min_similarity or more and beats the next by weak_margin.
 
     Candidate (short track, cluster) pairs are taken closest first; a short track joining a
     cluster adds its own cannot-links to that cluster, so two short tracks from one frame never
@@ -235,7 +259,15 @@ def _attach_short_tracks(
         sums = membership.T @ vectors[anchor_index]
         average_distance = 1.0 - (vectors[short_index] @ sums.T) / membership.sum(axis=0)
         conflict = (blocked[np.ix_(short_index, anchor_index)].astype(np.float64) @ membership) > 0
-        shorts, clusters = np.nonzero(average_distance < settings.distance_threshold)
+        accept = average_distance < settings.distance_threshold
+        if weak.any():
+            similarity = np.where(conflict, -np.inf, 1.0 - average_distance)
+            ranked = np.sort(similarity, axis=1)
+            best = ranked[:, -1]
+            runner_up = ranked[:, -2] if ranked.shape[1] > 1 else np.full(len(best), -np.inf)
+            clear = (best >= settings.weak_min_similarity) & (best - runner_up >= settings.weak_margin)
+            accept |= (weak & clear)[:, None] & (similarity == best[:, None])
+        shorts, clusters = np.nonzero(accept)
         order = np.lexsort((clusters, shorts, average_distance[shorts, clusters]))
         for short, cluster in zip(shorts[order], clusters[order], strict=True):
             if assigned[short] >= 0 or conflict[short, cluster]:

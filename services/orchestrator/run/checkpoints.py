@@ -54,7 +54,9 @@ def encode(result: Any, key: str) -> bytes:
         "segment": [segment.index, segment.start, segment.end, segment.overlap_start],
         "frames": result.frames,
         "cuts": result.cuts,
-        "faces": [[f.frame, f.box, f.score, f.quality, f.landmarks, f.track, f.candidate] for f in result.faces],
+        "faces": [
+            [f.frame, f.box, f.score, f.quality, f.landmarks, f.track, f.candidate, f.restored] for f in result.faces
+        ],
         "samples": samples,
         "known": [position for position, _ in result.known],
         "vector_shape": list(vectors.shape) if len(result.known) else [0, 0],
@@ -76,7 +78,7 @@ def decode(data: bytes, segment: Segment, key: str, result_type: Any, face_type:
     result = result_type(segment)
     result.frames = header["frames"]
     result.cuts = header["cuts"]
-    result.faces = [face_type(f, box, s, q, lm, t, c) for f, box, s, q, lm, t, c in header["faces"]]
+    result.faces = [face_type(*row) for row in header["faces"]]  # 7 values before Face.restored existed
     offset = start + size
     for position, aligned_len, display_len, known in header["samples"]:
         aligned = data[offset : offset + aligned_len]

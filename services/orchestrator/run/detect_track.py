@@ -101,6 +101,7 @@ class SegmentFace:
     landmarks: list[float]
     track: int  # the segment's own track id, 0 = untracked
     candidate: bool
+    restored: bool = False  # found on a frame restored from a motion smear (Face.restored)
 
 
 @dataclass
@@ -186,6 +187,7 @@ def _run_segment(
                             list(face.landmarks),
                             track,
                             face.candidate,
+                            face.restored,
                         )
                     )
                     if track and owned:  # untracked faces (unconfirmed, low score) join no identity
@@ -237,7 +239,7 @@ class _Merger:
                     self.next_track += 1
                 track = global_ids[face.track]
             rows[position] = self.builder.add(
-                face.frame, face.box, face.score, face.quality, face.landmarks, track, face.candidate
+                face.frame, face.box, face.score, face.quality, face.landmarks, track, face.candidate, face.restored
             )
         self.builder.frames.extend(result.frames)
         self.builder.cut_frames.extend(result.cuts)

@@ -84,7 +84,11 @@ def build_identities(
     vectors = np.stack([track_embedding(faces.embedding[e], sample_quality[e]) for e in samples])
     track_frames = [faces.frame[r] for r in rows]
     cannot_link = cooccurrence_matrix(track_frames)
-    labels = cluster_tracks(vectors, cannot_link, clustering, track_face_counts=np.array([len(r) for r in rows]))
+    restored = faces.restored[faces.embedding_row]
+    weak = np.array([bool(restored[e].all()) for e in samples])  # every embedded face a reconstruction
+    labels = cluster_tracks(
+        vectors, cannot_link, clustering, track_face_counts=np.array([len(r) for r in rows]), weak_tracks=weak
+    )
     count = int(labels.max()) + 1
     members = [np.flatnonzero(labels == k) for k in range(count)]
     member_samples = [np.concatenate([samples[i] for i in m]) for m in members]

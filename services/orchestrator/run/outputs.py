@@ -71,6 +71,7 @@ def detections_jsonl(faces: FaceTable, fps: float) -> bytes:
             "landmarks": _box(faces.landmarks[r]),
             "track_id": int(faces.track_id[r]),
             "candidate": bool(faces.candidate[r]),
+            "restored": bool(faces.restored[r]),
         }
 
     return _jsonl(
