@@ -62,6 +62,8 @@ class DeblurSettings:
             raise ValueError("need analysis_width >= 64, min_peak_z > 0 and noise_to_signal > 0")
         if not 0 < self.min_smear_px < self.max_smear_px:
             raise ValueError(f"need 0 < min_smear_px < max_smear_px, got {self.min_smear_px}, {self.max_smear_px}")
+        if not 0 < self.restored_large_face_score < 1 or self.min_candidate_px < 0:
+            raise ValueError("need restored_large_face_score in (0, 1) and min_candidate_px >= 0")
 
     def large_face_score(self, detector: RetinaFaceSettings) -> float:
         """The large-face score a restored frame's faces need with this detector: never above its own."""
