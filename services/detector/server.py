@@ -162,11 +162,16 @@ class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
             if not frames:
                 return []
             with self._lock:
-                found = (reduced if reduce else detector).detect_batch(list(frames), request.include_candidates)
-                found = [deblur.refine(frame, native, reduce) for frame, native in zip(frames, found, strict=True)]
+                in_pan = [deblur.in_pan(frame, reduce) for frame in frames]  # a pan's frames: restored first
+                natively = [frame for frame, faces in zip(frames, in_pan, strict=True) if faces is None]
+                looked = iter((reduced if reduce else detector).detect_batch(natively, request.include_candidates))
+                found = [
+                    faces if faces is not None else deblur.refine(frame, next(looked), reduce)
+                    for frame, faces in zip(frames, in_pan, strict=True)
+                ]
                 if reduce:  # reduced frames are those of shots whose faces are all large
                     return found
-                return [zoom.refine(frame, native) for frame, native in zip(frames, found, strict=True)]
+                return [zoom.refine(frame, faces) for frame, faces in zip(frames, found, strict=True)]
 
         motion = request.include_camera_motion
         stream: Generator[_Processed, None, None]

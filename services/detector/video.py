@@ -90,13 +90,10 @@ def probe_video(uri: str) -> VideoProbe:
     finally:
         capture.release()
     if not ok or frame is None:
-        raise InvalidArgument(
-            "the video has no decodable frame (not a video, or a corrupt or truncated file)"
-        )
+        raise InvalidArgument("the video has no decodable frame (not a video, or a corrupt or truncated file)")
     if not tail_ok:
         raise InvalidArgument(
-            f"the video announces {frame_count} frames but its end cannot be decoded: "
-            "the file is truncated or corrupt"
+            f"the video announces {frame_count} frames but its end cannot be decoded: the file is truncated or corrupt"
         )
     if not (0 < fps <= MAX_FPS):
         raise InvalidArgument(f"the video reports {fps:g} fps; expected a frame rate in (0, {MAX_FPS:g}]")
@@ -141,9 +138,7 @@ def iter_frames(uri: str, start: int, end: int, stride: int) -> Iterator[tuple[i
                         f"reading the video stopped at frame {index} of {end}: the video source became "
                         "unreachable (or the file is truncated)"
                     )
-                raise InvalidArgument(
-                    f"the video ended at frame {index} of {end}: the file is truncated or corrupt"
-                )
+                raise InvalidArgument(f"the video ended at frame {index} of {end}: the file is truncated or corrupt")
             index += 1
     finally:
         capture.release()
