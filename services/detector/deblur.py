@@ -15,6 +15,7 @@ crops and embeddings are taken from the restored pixels too.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -85,6 +86,12 @@ class Smear:
         return math.hypot(self.dx, self.dy)
 
 
+@functools.lru_cache(maxsize=4)
+def _window(height: int, width: int) -> np.ndarray:
+    """A 2-D Hann window (float32), so the frame's edges do not add a cross to the spectrum."""
+    return np.outer(np.hanning(height), np.hanning(width)).astype(np.float32)
+
+
 def measure_smear(frame_bgr: np.ndarray, settings: DeblurSettings | None = None) -> Smear | None:
     """The frame's linear motion smear, or None when it has none worth undoing."""
     s = settings or DeblurSettings()
@@ -95,9 +102,9 @@ def measure_smear(frame_bgr: np.ndarray, settings: DeblurSettings | None = None)
         grey = cv2.resize(grey, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
     h, w = grey.shape
     x = grey.astype(np.float32)
-    x = (x - x.mean()) * np.outer(np.hanning(h), np.hanning(w)).astype(np.float32)
-    power = np.abs(np.fft.rfft2(x)) ** 2
-    cepstrum = np.fft.fftshift(np.fft.irfft2(np.log(power + 1e-3 * power.mean() + 1e-12), s=(h, w)))
+    x = (x - x.mean()) * _window(h, w)
+    power = np.square(np.abs(fft.rfft2(x, workers=-1)))
+    cepstrum = np.fft.fftshift(fft.irfft2(np.log(power + 1e-3 * power.mean() + 1e-12), s=(h, w), workers=-1))
     reach = max(2, min(int(s.max_smear_px * width / 1280 * scale), h // 2 - 1, w // 2 - 1))
     cy, cx = h // 2, w // 2
     window = cepstrum[cy - reach : cy + reach + 1, cx - reach : cx + reach + 1]

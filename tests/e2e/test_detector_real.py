@@ -205,3 +205,10 @@ def test_a_smeared_pan_is_measured_restored_and_its_faces_found(detector: Retina
     found = deblur.refine(frame, native)
     assert found.confident.sum() == 2 and deblur.frames_restored == 1
     assert not np.array_equal(frame, before), "crops must come from the restored pixels"
+    assert deblur.was_restored(frame) and not deblur.was_restored(frame)  # told once, when its faces are sent
+
+    following = _pan_frame(blurred=True)  # the pan goes on: restored first, one detection
+    in_pan = deblur.in_pan(following)
+    assert in_pan is not None and in_pan.confident.sum() == 2 and deblur.was_restored(following)
+    assert deblur.in_pan(_pan_frame(blurred=False)) is None  # a sharp frame ends the pan: a native look
+    assert deblur.in_pan(_pan_frame(blurred=True)) is None and deblur.frames_restored == 2
