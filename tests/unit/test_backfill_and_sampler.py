@@ -64,6 +64,17 @@ def test_sampler_keeps_the_best_face_per_track_and_window() -> None:
     assert dict(out)[1] == bytes([1])
 
 
+def test_restored_faces_are_sampled_five_times_as_densely() -> None:
+    """A pan's faces are reconstructions: one a second left a track 1-2 noisy vectors to be judged on."""
+    sampler = TrackSampler(fps=25)  # defaults: 1 s windows, 0.2 s for restored faces
+    out: list[tuple[int, bytes]] = []
+    for frame in range(50):  # 2 s of a pan, every frame restored
+        out += sampler.add(track_id=1, frame=frame, row=frame, quality=0.5, crop=b"r", restored=True)
+        out += sampler.add(track_id=2, frame=frame, row=100 + frame, quality=0.5, crop=b"s")
+    out += sampler.flush()
+    assert sum(row < 100 for row, _ in out) == 10 and sum(row >= 100 for row, _ in out) == 2
+
+
 def test_backfill_counts_time_in_frames_when_processed_frames_are_uneven() -> None:
     # Adaptive sampling: base stride 10, densified frames 21-29. A face moving 4 px/frame is tracked
     # from 30 on and weakly seen on the densified frames and on base frame 10, then it is absent.

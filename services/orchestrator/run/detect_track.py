@@ -197,7 +197,7 @@ def _run_segment(
                         quality = face.quality + (ALREADY_EMBEDDED_BONUS if known else 0.0)
                         quality += 0.0 if face.candidate else CONFIDENT_BONUS
                         crops = (face.aligned_crop_bgr, face.display_crop_jpeg, known)
-                        result.samples += sampler.add(track, frame.frame_index, position, quality, crops)
+                        result.samples += sampler.add(track, frame.frame_index, position, quality, crops, face.restored)
         result.samples += sampler.flush()
     except BaseException:
         call.cancel()

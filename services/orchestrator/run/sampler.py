@@ -20,10 +20,15 @@ class SamplerSettings:
     # 2-5 per track) at ~1/25 of the embed cost of every face at 25 fps. 0.5 s doubled the embed
     # calls for identical clusters and scores on the sample (docs/performance.md).
     window_s: float = 1.0
+    # Seconds per window for faces restored from a motion smear (Face.restored): each is a noisy
+    # reconstruction (0.19-0.44 cosine to its person's clean tracks), and a pan lasts a second or
+    # two, so one sample a second left its track 1-2 noisy vectors to be judged on. Five a second
+    # average the noise out at the cost of a few embeddings per pan.
+    restored_window_s: float = 0.2
 
     def __post_init__(self) -> None:
-        if not self.window_s >= 0:
-            raise ValueError(f"window_s must be >= 0 seconds, got {self.window_s}")
+        if not (self.window_s >= 0 and self.restored_window_s >= 0):
+            raise ValueError(f"window_s and restored_window_s must be >= 0 seconds, got {self.window_s}")
 
 
 @dataclass
@@ -42,9 +47,11 @@ class TrackSampler(Generic[T]):
     settings: SamplerSettings = field(default_factory=SamplerSettings)
     _open: dict[int, _Window[T]] = field(default_factory=dict)
 
-    def add(self, track_id: int, frame: int, row: int, quality: float, crop: T) -> list[tuple[int, T]]:
+    def add(
+        self, track_id: int, frame: int, row: int, quality: float, crop: T, restored: bool = False
+    ) -> list[tuple[int, T]]:
         """Returns the samples that became final (a window closed); usually none."""
-        window_frames = self.settings.window_s * self.fps
+        window_frames = (self.settings.restored_window_s if restored else self.settings.window_s) * self.fps
         current = self._open.get(track_id)
         if current is None or frame - current.start_frame >= window_frames:
             self._open[track_id] = _Window(frame, quality, row, crop)
