@@ -189,8 +189,7 @@ class MotionDeblur:
 
     detect: DetectFn
     settings: DeblurSettings = field(default_factory=DeblurSettings)
-    frames_analysed: int = 0  # for benchmarks
-    frames_restored: int = 0
+    frames_restored: int = 0  # for tests and benchmarks
     _in_pan: bool = False  # the last restored frame was kept (a pan is under way)
     _restored: set[int] = field(default_factory=set)  # id() of restored frames not yet taken
 
@@ -207,16 +206,11 @@ class MotionDeblur:
         sides = np.minimum(native.xyxy[:, 2] - native.xyxy[:, 0], native.xyxy[:, 3] - native.xyxy[:, 1])
         if not np.any(~native.confident & (sides >= self.settings.min_candidate_px)):
             return native
-        self.frames_analysed += 1
-        smear = measure_smear(frame, self.settings)
-        if smear is None:
+        look = self._restored_look(frame, reduced)
+        if look is None or _sureness(look[1]) <= _sureness(native):
             return native
-        restored = deconvolve(frame, smear, self.settings.noise_to_signal)
-        (found,) = self.detect([restored], reduced)
-        if _sureness(found) <= _sureness(native):
-            return native
-        self._adopt(frame, restored)
-        return found
+        self._adopt(frame, look[0])
+        return look[1]
 
     def in_pan(self, frame: np.ndarray, reduced: bool = False) -> Detections | None:
         """While a pan lasts (the last frame was restored), the next frame's faces from its restored
@@ -224,15 +218,21 @@ class MotionDeblur:
         the pan is over (no smear) or there is none: detect the frame natively and refine() it."""
         if not self._in_pan:
             return None
-        self.frames_analysed += 1
+        look = self._restored_look(frame, reduced)
+        if look is None:
+            self._in_pan = False
+            return None
+        self._adopt(frame, look[0])
+        return look[1]
+
+    def _restored_look(self, frame: np.ndarray, reduced: bool) -> tuple[np.ndarray, Detections] | None:
+        """The frame deconvolved by its smear and the faces found there; None when it has no smear."""
         smear = measure_smear(frame, self.settings)
         if smear is None:
-            self._in_pan = False
             return None
         restored = deconvolve(frame, smear, self.settings.noise_to_signal)
         (found,) = self.detect([restored], reduced)
-        self._adopt(frame, restored)
-        return found
+        return restored, found
 
     def _adopt(self, frame: np.ndarray, restored: np.ndarray) -> None:
         frame[...] = restored  # crops, embeddings and display crops come from the restored pixels
