@@ -337,18 +337,21 @@ class S3Storage(FacebankCalls):
     def publish_run(self, ep_id: str, run_id: str) -> storage_pb2.Episode:
         """Point episode.json at the run, as the only and last write, with compare-and-swap on its ETag.
 
-        The manifest is checked inside the loop, immediately before each conditional write; runs are
-        immutable and only delete_episode removes manifests (record first), so a successful If-Match
-        write can never point at a run without a manifest.
+        The manifest is checked after reading the record and before writing it, again for each new
+        incarnation of the record: runs are immutable and only delete_episode removes manifests (record
+        first), so a successful If-Match write can never point at a run without a manifest, even when
+        the episode was deleted and created again under the same id meanwhile.
         """
         record_key = self._keys.episode(ep_id, EPISODE_RECORD)
         manifest_key = self._keys.run(ep_id, run_id, MANIFEST)
 
+        def manifest_exists() -> None:
+            if not self._s3.exists(manifest_key):
+                raise FailedPrecondition(f"run {run_id!r} of episode {ep_id!r} has no {MANIFEST}; it did not finish")
+
         def point_at_run(episode: storage_pb2.Episode | None) -> tuple[storage_pb2.Episode, bool]:
             if episode is None:
                 raise missing_episode(ep_id)
-            if not self._s3.exists(manifest_key):
-                raise FailedPrecondition(f"run {run_id!r} of episode {ep_id!r} has no {MANIFEST}; it did not finish")
             if episode.current_run_id == run_id:
                 return episode, False
             episode.current_run_id = run_id
@@ -358,7 +361,9 @@ class S3Storage(FacebankCalls):
             f"episode {ep_id!r} is being changed by other writers; publishing run {run_id!r} lost "
             f"{self.settings.record_cas_attempts} races in a row, retry it"
         )
-        return self._presented(self._records.update(record_key, storage_pb2.Episode, point_at_run, conflict))
+        return self._presented(
+            self._records.update(record_key, storage_pb2.Episode, point_at_run, conflict, guard=manifest_exists)
+        )
 
     # ---- review log -----------------------------------------------------------------------------
 

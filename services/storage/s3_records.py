@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from collections.abc import Callable
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from faceflow.v1 import storage_pb2
 from google.protobuf import json_format
@@ -35,6 +37,18 @@ from services.storage.s3_transport import S3Transport
 UPLOAD_RECORD = "upload.json"
 
 R = TypeVar("R", bound=Message)
+
+# User metadata on every record: a random id given when the record is created and kept by every update.
+# The same incarnation read twice means the record was not deleted in between (every write is
+# conditional, so only a create, If-None-Match, can follow a delete, and a create draws a new id).
+INCARNATION = "incarnation"
+
+
+@dataclass(frozen=True)
+class StoredRecord(Generic[R]):
+    record: R
+    etag: str
+    incarnation: str  # "" for a record written before incarnations
 
 
 class S3Keys:
@@ -98,10 +112,15 @@ class S3Records:
 
     def read(self, key: str, kind: type[R]) -> tuple[R, str] | None:
         """(record, ETag), or None if there is no such object."""
+        found = self._stored(key, kind)
+        return (found.record, found.etag) if found is not None else None
+
+    def _stored(self, key: str, kind: type[R]) -> StoredRecord[R] | None:
         found = self._s3.read(key)
         if found is None:
             return None
-        return json_format.Parse(found[0].decode(), kind()), found[1]
+        record = json_format.Parse(found.body.decode(), kind())
+        return StoredRecord(record, found.etag, found.metadata.get(INCARNATION, ""))
 
     def episode(self, ep_id: str) -> tuple[storage_pb2.Episode, str]:
         """An episode's record and its ETag; NotFound if the episode does not exist."""
@@ -110,18 +129,40 @@ class S3Records:
             raise missing_episode(ep_id)
         return found
 
-    def update(self, key: str, kind: type[R], change: Callable[[R | None], tuple[R, bool]], conflict: str) -> R:
+    def update(
+        self,
+        key: str,
+        kind: type[R],
+        change: Callable[[R | None], tuple[R, bool]],
+        conflict: str,
+        guard: Callable[[], None] | None = None,
+    ) -> R:
         """Compare-and-swap on one record: read it with its ETag, apply `change`, write the result back
         If-Match that ETag (If-None-Match: * when there was none); on a lost race back off and start
         over, up to record_cas_attempts times, then Unavailable(conflict).
 
         `change` gets the stored record (None: there is none; it may raise) and returns (record, write):
         write False returns the record as it is, without writing.
+
+        `guard` checks (raising if it fails) a fact outside the record that only deleting the record can
+        undo, such as a run's manifest existing. It runs after the first read of each incarnation of the
+        record, not on every attempt: a check inside every read-to-write window made that window longer
+        than a busy writer's, and the busy writer won every race.
         """
+        guarded = None
         for attempt in range(self._cas_attempts):
-            found = self.read(key, kind)
-            record, write = change(found[0] if found is not None else None)
-            if not write or self._s3.write_conditional(key, record_json(record), found[1] if found else None):
+            found = self._stored(key, kind)
+            if guard is not None and found is not None and (not found.incarnation or found.incarnation != guarded):
+                guard()
+                guarded = found.incarnation
+            record, write = change(found.record if found is not None else None)
+            if not write:
+                return record
+            # A created record is a new incarnation; an updated one keeps its own (records from before
+            # incarnations get one now).
+            incarnation = (found.incarnation if found is not None else "") or uuid.uuid4().hex
+            etag = found.etag if found is not None else None
+            if self._s3.write_conditional(key, record_json(record), etag, {INCARNATION: incarnation}):
                 return record
             # Short, jittered: the competing write is a single small PUT that finishes in milliseconds.
             time.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))

@@ -14,7 +14,7 @@ import io
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import boto3
 import botocore.exceptions
@@ -47,6 +47,14 @@ _NETWORK_ERRORS = (
 )
 
 T = TypeVar("T")
+
+
+class SmallObject(NamedTuple):
+    """A small object as read: its bytes, ETag and user metadata (x-amz-meta-*)."""
+
+    body: bytes
+    etag: str
+    metadata: dict[str, str]
 
 
 class HashingReader(io.RawIOBase):
@@ -188,17 +196,17 @@ class S3Transport:
 
         return self.call(f"check {key}", head)
 
-    def read(self, key: str) -> tuple[bytes, str] | None:
-        """(body, ETag) of a small object, or None if it does not exist."""
+    def read(self, key: str) -> SmallObject | None:
+        """A small object, or None if it does not exist."""
 
-        def get() -> tuple[bytes, str] | None:
+        def get() -> SmallObject | None:
             try:
                 response = self.client.get_object(Bucket=self.bucket, Key=key)
             except botocore.exceptions.ClientError as exc:
                 if _code(exc) in {"NoSuchKey", "404"} or _status(exc) == 404:
                     return None
                 raise
-            return response["Body"].read(), str(response["ETag"])
+            return SmallObject(response["Body"].read(), str(response["ETag"]), dict(response.get("Metadata") or {}))
 
         return self.call(f"read {key}", get)
 
@@ -206,9 +214,14 @@ class S3Transport:
         """An unconditional PUT of a small object."""
         self.call(what, partial(self.client.put_object, Bucket=self.bucket, Key=key, Body=body))
 
-    def write_conditional(self, key: str, body: bytes, etag: str | None) -> bool:
-        """PUT `body` if the object still has `etag` (None: only if it does not exist). False on a lost race."""
-        condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
+    def write_conditional(
+        self, key: str, body: bytes, etag: str | None, metadata: dict[str, str] | None = None
+    ) -> bool:
+        """PUT `body` (with user `metadata`) if the object still has `etag` (None: only if it does not
+        exist). False on a lost race."""
+        condition: dict[str, Any] = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
+        if metadata:
+            condition["Metadata"] = metadata
 
         def put() -> bool:
             try:

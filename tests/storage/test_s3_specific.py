@@ -189,6 +189,96 @@ def test_publish_racing_delete_never_leaves_a_dangling_record(
     assert storage.list_episodes() == []
 
 
+def test_a_publish_is_not_starved_by_a_writer_that_never_pauses(
+    s3_factory: S3Factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A publish checks the run's manifest as well as writing the record. With that check inside every
+    read-to-write window (30 ms here: a loaded store), a writer changing the show non-stop won every
+    race: 32 lost in a row, Unavailable. The check is needed once per incarnation of the record."""
+    storage = s3_factory()
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"video")
+    storage.create_episode("ep-busy", str(video), VIDEO, "", False)
+    for i in range(6):
+        storage.put_artifact("ep-busy", f"run-{i}", "manifest.json", iter([b"{}"]))
+    checks: list[str] = []
+    exists = storage._s3.exists
+
+    def slow_exists(key: str) -> bool:
+        checks.append(key)
+        time.sleep(0.03)
+        return exists(key)
+
+    monkeypatch.setattr(storage._s3, "exists", slow_exists)
+    done = threading.Event()
+    errors: list[BaseException] = []
+    updates = 0
+
+    def updater() -> None:
+        nonlocal updates
+        try:
+            while not done.is_set():
+                updates += 1
+                storage.update_episode("ep-busy", "show-busy", updates, 1)
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=updater)
+    thread.start()
+    try:
+        for i in range(6):
+            assert storage.publish_run("ep-busy", f"run-{i}").current_run_id == f"run-{i}"
+    finally:
+        done.set()
+        thread.join(timeout=30)
+    assert not errors, errors[0]
+    assert updates > 6, "the writer did not race the publishes"
+    record = storage.get_episode("ep-busy")
+    assert (record.current_run_id, record.show_id, record.season) == ("run-5", "show-busy", updates)
+    # One manifest check per publish: the record was never deleted meanwhile.
+    assert len(checks) == 6, checks
+
+
+def test_a_publish_racing_delete_and_re_create_never_points_at_a_missing_run(
+    s3_factory: S3Factory, tmp_path: Path
+) -> None:
+    """The manifest is checked again whenever the record is a new incarnation: an episode deleted and
+    created again under the same id (without the run) is never pointed at the old run."""
+    storage = s3_factory()
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"video")
+    for round_ in range(5):
+        ep_id = f"ep-aba-{round_}"
+        storage.create_episode(ep_id, str(video), VIDEO, "", False)
+        for run in ("run-a", "run-b"):
+            storage.put_artifact(ep_id, run, "manifest.json", iter([run.encode()]))
+        errors: list[BaseException] = []
+        stop = threading.Event()
+
+        def publisher(ep_id: str = ep_id, errors: list[BaseException] = errors, stop: threading.Event = stop) -> None:
+            i = 0
+            while not stop.is_set():
+                try:
+                    storage.publish_run(ep_id, ("run-a", "run-b")[i % 2])
+                except (NotFound, FailedPrecondition):
+                    pass  # deleted, or created again without the run
+                except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+                    errors.append(exc)
+                    return
+                i += 1
+
+        thread = threading.Thread(target=publisher)
+        thread.start()
+        time.sleep(0.02 * round_)
+        storage.delete_episode(ep_id, True)
+        storage.create_episode(ep_id, str(video), VIDEO, "", False)
+        time.sleep(0.2)
+        stop.set()
+        thread.join(timeout=30)
+        assert not errors, errors[0]
+        assert storage.get_episode(ep_id).current_run_id == ""
+
+
 def test_unknown_bucket_is_created_once(s3_factory: S3Factory, s3_client: Any) -> None:
     storage = s3_factory(bucket="faceflow-fresh")
     storage.ensure_bucket()  # twice is fine
