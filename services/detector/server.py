@@ -146,7 +146,10 @@ class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
             detector = detector.with_settings(replace(detector.settings, max_batch=1))
         reduced = detector.with_settings(replace(detector.settings, max_side=adaptive.reduced_max_side))
         magnified = detector.with_settings(replace(detector.settings, max_side=0, max_batch=1))
-        zoom = SmallFaceZoom(lambda crops: magnified.detect_batch(list(crops), request.include_candidates))
+        zoom = SmallFaceZoom(
+            lambda tiles: magnified.detect_batch(list(tiles), request.include_candidates),
+            native_max_side=detector.settings.max_side,
+        )
         deblurring = DeblurSettings()
         relaxed = {
             small: d.with_settings(

@@ -6,7 +6,7 @@ of them a cartoon whose bunny face RetinaFace scores up to 0.99) must yield no d
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -157,12 +157,18 @@ def test_zoom_finds_small_crowd_faces_the_native_pass_misses(detector: RetinaFac
     frame[200 : 200 + small.shape[0], 400 : 400 + small.shape[1]] = small
     native = detector.detect_batch([frame], include_candidates=True)[0]
     magnified = detector.with_settings(replace(detector.settings, max_side=0))
-    zoom = SmallFaceZoom(lambda crops: magnified.detect_batch(list(crops), True))
+    shapes: list[tuple[int, ...]] = []
+
+    def detect(tiles: Sequence[np.ndarray]) -> list[Detections]:
+        shapes.extend(tile.shape for tile in tiles)
+        return magnified.detect_batch(list(tiles), True)
+
+    zoom = SmallFaceZoom(detect)
     refined = zoom.refine(frame, native)
     assert 0 < native.confident.sum() < refined.confident.sum() <= EXPECTED_FACES["t1.jpg"]
     sides = np.minimum(*(refined.xyxy[:, 2:] - refined.xyxy[:, :2]).T)
     assert (sides >= MIN_FACE_PX).all()
-    assert zoom.zoomed_pixels == 4 * frame.shape[0] * frame.shape[1]  # one look at the whole frame, 2x
+    assert shapes == [frame.shape] * 4  # one look at the whole frame: four tiles of the native shape
 
 
 def _pan_frame(blurred: bool) -> np.ndarray:
