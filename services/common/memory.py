@@ -2,8 +2,8 @@
 
 glibc serves a freed 2.7 MB frame buffer's successors from its heap once one has been freed (its mmap
 threshold adapts upwards), and the holes that frames of different lifetimes leave there are kept:
-the detector's peak RSS on the 120 s looped sample was 570-580 MB in 3 of 7 runs against 440 MB on
-30 s, with nothing held. malloc_trim(0) returns the free pages of every arena. Fixing the threshold
+the detector's peak RSS on the 120 s looped sample was 444-581 MB in 10 runs (half of them over 560)
+against 440 MB on 30 s, with nothing held. malloc_trim(0) returns the free pages of every arena. Fixing the threshold
 instead (MALLOC_MMAP_THRESHOLD_=2097152) kept it flat too but cost ~20 % of the run time in page
 faults; a trim every few chunks costs nothing measurable.
 """

@@ -42,7 +42,7 @@ ADAPTIVE_CHUNK_BASE_FRAMES = 2
 ADAPTIVE_PREFETCH_CHUNKS = 1
 # Chunks (or batches) between two returns of freed frame buffers to the OS (services/common/memory.py):
 # ~160 frames. Every chunk was as flat and looked slower; without, the detector's peak RSS varied
-# 440-580 MB on the same 120 s episode.
+# 444-581 MB on the same 120 s episode.
 RELEASE_MEMORY_EVERY = 8
 # Encoded images above this are refused (a 50 MP JPEG is ~25 MB).
 MAX_IMAGE_BYTES = 40 * 1024 * 1024

@@ -160,13 +160,13 @@ class SmallFaceZoom:
         tile_h, tile_w = network_size(height, width, self.native_max_side)
         x1, y1, x2, y2 = region
 
-        def tiles_and_scale(length: int, tile: int) -> tuple[int, float, float]:
+        def tiles_and_scale(length: int, tile: int) -> tuple[int, float]:
             overlap = min(s.tile_overlap_px, tile / s.min_scale / 2)
             count = max(1, math.ceil((length - overlap) / (tile / s.min_scale - overlap)))
-            return count, min(s.scale, count * tile / (length + (count - 1) * overlap)), overlap
+            return count, min(s.scale, count * tile / (length + (count - 1) * overlap))
 
-        nx, scale_x, _ = tiles_and_scale(x2 - x1, tile_w)
-        ny, scale_y, _ = tiles_and_scale(y2 - y1, tile_h)
+        nx, scale_x = tiles_and_scale(x2 - x1, tile_w)
+        ny, scale_y = tiles_and_scale(y2 - y1, tile_h)
         scale = min(scale_x, scale_y)
         win_w, win_h = min(width, round(tile_w / scale)), min(height, round(tile_h / scale))
 
