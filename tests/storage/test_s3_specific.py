@@ -7,7 +7,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +154,13 @@ def test_restart_returns_only_once_every_volume_on_disk_is_served(
     assert storage.get_episode("ep-r").ep_id == "ep-r"
 
 
+def _episode_with_runs(storage: S3Storage, video: Path, ep_id: str, runs: Sequence[str]) -> None:
+    """An episode of `video` whose runs each have a manifest, so any of them can be published."""
+    storage.create_episode(ep_id, str(video), VIDEO, "", False)
+    for run in runs:
+        storage.put_artifact(ep_id, run, "manifest.json", iter([run.encode()]))
+
+
 def test_publish_racing_delete_never_leaves_a_dangling_record(
     s3_factory: S3Factory, s3_client: Any, tmp_path: Path
 ) -> None:
@@ -163,9 +170,7 @@ def test_publish_racing_delete_never_leaves_a_dangling_record(
     video.write_bytes(b"video")
     for round_ in range(5):
         ep_id = f"ep-{round_}"
-        storage.create_episode(ep_id, str(video), VIDEO, "", False)
-        for run in ("run-a", "run-b"):
-            storage.put_artifact(ep_id, run, "manifest.json", iter([run.encode()]))
+        _episode_with_runs(storage, video, ep_id, ("run-a", "run-b"))
         errors: list[BaseException] = []
 
         def publisher(ep_id: str = ep_id, errors: list[BaseException] = errors) -> None:
@@ -198,9 +203,7 @@ def test_a_publish_is_not_starved_by_a_writer_that_never_pauses(
     storage = s3_factory()
     video = tmp_path / "v.mp4"
     video.write_bytes(b"video")
-    storage.create_episode("ep-busy", str(video), VIDEO, "", False)
-    for i in range(6):
-        storage.put_artifact("ep-busy", f"run-{i}", "manifest.json", iter([b"{}"]))
+    _episode_with_runs(storage, video, "ep-busy", [f"run-{i}" for i in range(6)])
     checks: list[str] = []
     exists = storage._s3.exists
 
@@ -249,9 +252,7 @@ def test_a_publish_racing_delete_and_re_create_never_points_at_a_missing_run(
     video.write_bytes(b"video")
     for round_ in range(5):
         ep_id = f"ep-aba-{round_}"
-        storage.create_episode(ep_id, str(video), VIDEO, "", False)
-        for run in ("run-a", "run-b"):
-            storage.put_artifact(ep_id, run, "manifest.json", iter([run.encode()]))
+        _episode_with_runs(storage, video, ep_id, ("run-a", "run-b"))
         errors: list[BaseException] = []
         stop = threading.Event()
 
