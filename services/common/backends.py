@@ -30,7 +30,9 @@ class InferenceBackend(Protocol):
 class OnnxBackend:
     """onnxruntime in the calling process; CUDA when asked for and really present, otherwise CPU."""
 
-    def __init__(self, model_path: Path, *, name: str, device: str = "cpu", threads: int = 0) -> None:
+    def __init__(
+        self, model_path: Path, *, name: str, device: str = "cpu", threads: int = 0, spinning: bool = False
+    ) -> None:
         import onnxruntime as ort  # lazy: the Triton backend must not need it
 
         if not model_path.is_file():
@@ -39,6 +41,10 @@ class OnnxBackend:
         options.intra_op_num_threads = threads or (os.cpu_count() or 1)
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # onnxruntime's worker threads busy-wait after each run by default. A service's other threads
+        # (decoding, shot cuts, protobuf) then wait for a core the idle workers hold: on 2 cores the
+        # default run on talking heads took 1.15-1.2x as long with spinning (docs/performance.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
         self._session = ort.InferenceSession(str(model_path), options, providers=providers)
         active = self._session.get_providers()

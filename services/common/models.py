@@ -32,7 +32,11 @@ def load_model(settings: Settings, name: str) -> tuple[ModelSpec, InferenceBacke
         return spec, triton
     spec.verify(settings.model_dir)
     backend = OnnxBackend(
-        settings.model_dir / spec.file, name=spec.name, device=settings.device, threads=settings.model_threads
+        settings.model_dir / spec.file,
+        name=spec.name,
+        device=settings.device,
+        threads=settings.model_threads,
+        spinning=settings.model_thread_spinning,
     )
     return spec, backend
 

@@ -81,6 +81,16 @@ def test_model_output_matches_prior_layout(detector: RetinaFaceDetector) -> None
     assert conf.shape[2] == 2 and landmarks.shape[2] == 10
 
 
+def test_model_threads_busy_wait_only_when_asked() -> None:
+    # Spinning workers held the cores the decode and shot-cut threads needed (docs/performance.md).
+    settings = Settings.from_env({})
+    assert settings.model_thread_spinning is False
+    for spinning, entry in ((settings.model_thread_spinning, "0"), (True, "1")):
+        backend = OnnxBackend(DETECTOR_MODEL, name="retinaface", threads=1, spinning=spinning)
+        options = backend._session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == entry
+
+
 @pytest.mark.parametrize(("name", "expected"), sorted(EXPECTED_FACES.items()))
 def test_counts_faces_in_photos(detector: RetinaFaceDetector, name: str, expected: int) -> None:
     image = _image(name)

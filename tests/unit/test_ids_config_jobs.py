@@ -33,6 +33,7 @@ def test_settings_precedence_flag_over_env_over_default(tmp_path: Path) -> None:
     assert Settings.from_env(env, data_root=str(tmp_path / "flag")).data_root == tmp_path / "flag"
     assert Settings.from_env({}).data_root == Path("data")
     assert Settings.from_env(env).model_threads == 2
+    assert Settings.from_env({"FACEFLOW_MODEL_THREAD_SPINNING": "true"}).model_thread_spinning is True
     with pytest.raises(InvalidArgument, match="model_threads"):
         Settings.from_env({"FACEFLOW_MODEL_THREADS": "many"})
     with pytest.raises(InvalidArgument, match="device"):
