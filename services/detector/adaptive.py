@@ -9,7 +9,8 @@ more than about a third of its size, or is next to another face, as in a crossin
 is detected and each half is checked again, down to consecutive frames: where a face enters costs
 log2(stride) extra detections, a crossing costs every frame of it, a static scene costs nothing.
 A cut between a and b (colour histograms) is located to the frame the same way, and the frames on
-both sides of it are detected, so no face is carried over a cut and shots start on their first frame.
+both sides of it are detected, so no face is carried over a cut and shots start on their first frame:
+the old shot's last frame at the old shot's input size, the new shot's first at full size.
 
 Midpoints of every window of a chunk are detected in one batch per level of the bisection.
 
@@ -17,8 +18,8 @@ Input size per shot: while the faces on screen are all large, base frames are de
 downscaled frame (reduced_max_side, ~1/4 of the pixels of 720p), with a full-size frame every few
 base frames to see small faces arrive; a shot's first frame, a frame with no face, and any frame
 after one showing a face too small for the reduced input are detected at full size, and so are
-the frames densified between them. Close-ups and medium shots, most of TV, run cheap; wide shots
-with small faces keep every pixel.
+the frames densified between them; a shot's first frame decides for the base frames after it.
+Close-ups and medium shots, most of TV, run cheap; wide shots with small faces keep every pixel.
 """
 
 from __future__ import annotations
@@ -153,29 +154,29 @@ class AdaptiveSampler:
         if previous is not None:
             frames[previous.index] = previous.frame
             detections[previous.index] = previous.detections
-        for index in chunk.base:
-            new_shot = bool(chunk.cut_before.get(index)) or (previous is None and index == chunk.base[0])
-            detections[index] = self._detect_base(frames[index], new_shot)
-
         windows: list[tuple[int, int]] = []
         left = previous.index if previous is not None else None
-        extra: list[int] = []
         for right in chunk.base:
-            if left is None:
-                left = right
-                continue
-            if chunk.cut_before.get(right):
+            cut = None
+            if left is not None and chunk.cut_before.get(right):
                 cut = self._locate_cut(frames, left, right)
-                if cut is not None:
-                    cuts.add(cut)
-                    extra += [i for i in (cut - 1, cut) if left < i < right]
-                    windows += [(left, cut - 1), (cut, right)]
-                    left = right
-                    continue
-            windows.append((left, right))
+            if left is None or cut is None:
+                # A suspected cut that is not located (a dissolve, a pan) still starts a new shot.
+                new_shot = left is None or bool(chunk.cut_before.get(right))
+                detections[right] = self._detect_base(frames[right], new_shot)
+                if left is not None:
+                    windows.append((left, right))
+            else:
+                cuts.add(cut)
+                if left < cut - 1:  # the old shot's last frame, at the old shot's input size
+                    detections[cut - 1] = self._detect([frames[cut - 1]], self._stays_reduced(frames[cut - 1]))[0]
+                # The cut's own frame starts the new shot at full size; the base frame after it
+                # then goes on from what that frame found (reduced if its faces are all large).
+                detections[cut] = self._detect_base(frames[cut], True)
+                if cut < right:
+                    detections[right] = self._detect_base(frames[right], False)
+                windows += [(left, cut - 1), (cut, right)]
             left = right
-        for index, found in zip(extra, self._detect([frames[i] for i in extra], False), strict=True):
-            detections[index] = found
         self._bisect([(a, b) for a, b in windows if b - a > 1], frames, detections)
 
         order = sorted(i for i in detections if previous is None or i > previous.index)
@@ -184,10 +185,13 @@ class AdaptiveSampler:
             self._last = out[-1]
         return out
 
+    def _stays_reduced(self, frame: np.ndarray) -> bool:
+        """Whether a frame of the current shot may be detected on the reduced input."""
+        return self._large_faces_only and self._reducible(frame)
+
     def _detect_base(self, frame: np.ndarray, new_shot: bool) -> Detections:
         s = self._settings
-        reduced = not new_shot and self._large_faces_only and self._since_full < s.full_every
-        reduced = reduced and self._reducible(frame)
+        reduced = not new_shot and self._since_full < s.full_every and self._stays_reduced(frame)
         found = self._detect([frame], reduced)[0]
         self._since_full = self._since_full + 1 if reduced else 0
         self._large_faces_only = self._large_only(found, frame)

@@ -182,3 +182,29 @@ def test_shots_of_large_faces_run_on_the_reduced_input_with_a_full_size_frame_no
 def test_shots_with_small_faces_stay_at_full_size() -> None:
     # 40 px at 720p is 20 px on the 640 px input: too close to the smallest anchor.
     assert not any(_sized_run(face_px=40).values())
+
+
+def test_a_cut_costs_one_full_size_frame_when_both_shots_show_large_faces() -> None:
+    # Two 720p shots of 150 px faces, cut at frame 43. The new shot's first frame is detected at
+    # full size; the base frame after it and the old shot's last frame stay on the reduced input.
+    sizes: dict[int, bool] = {}
+
+    def detect(batch: Sequence[np.ndarray], reduced: bool) -> list[Detections]:
+        for frame in batch:
+            sizes[int(frame[0, 0])] = reduced
+        return [Detections(np.array([[600, 300, 750, 450]]), [0.99], np.zeros((1, 5, 2))) for _ in batch]
+
+    def correlation(a: np.ndarray, b: np.ndarray) -> float:
+        return 1.0 if (int(a[0, 0]) < 43) == (int(b[0, 0]) < 43) else 0.0
+
+    sampler = AdaptiveSampler(detect, correlation, 0.45, AdaptiveSettings())
+    base = list(range(0, 101, 10))
+    for i in range(0, len(base), 2):
+        first = base[i - 1] + 1 if i else 0
+        chunk_base = base[i : i + 2]
+        decoded = {f: np.broadcast_to(np.int32(f), (720, 1280)) for f in range(first, chunk_base[-1] + 1)}
+        cut_before = {b: (b < 43) != ((b - 10) < 43) for b in chunk_base if b}
+        out = sampler.process(Chunk(decoded, chunk_base, cut_before))
+        assert all(p.cut == (p.index == 43) for p in out)
+    assert sorted(f for f, reduced in sizes.items() if not reduced) == [0, 43, 90]
+    assert sizes[42] and sizes[50]
