@@ -337,7 +337,9 @@ class RetinaFaceDetector:
                 frame = cv2.resize(frame, (net_w, net_h), interpolation=cv2.INTER_AREA)
             planes = cv2.split(frame)
             for channel, source in enumerate(channel_order):
-                cv2.subtract(planes[source], float(self._mean[channel]), dst=batch[index, channel], dtype=cv2.CV_32F)
+                # OpenCV takes a scalar second operand; its type stubs list only arrays.
+                mean = float(self._mean[channel])
+                cv2.subtract(planes[source], mean, dst=batch[index, channel], dtype=cv2.CV_32F)  # type: ignore[call-overload]
         if self._std is not None:
             batch /= self._std.reshape(1, 3, 1, 1)
         return batch
