@@ -251,7 +251,6 @@ class RetinaFaceDetector:
         self._settings = settings
         self._spec = spec
         self._layout = RetinaFaceLayout.from_spec(self._spec)
-        self._mean = np.asarray(self._layout.mean, dtype=np.float32)
         # None when every std is 1: dividing by 1 changes nothing but costs a pass over the batch.
         self._std = None if set(self._layout.std) == {1.0} else np.asarray(self._layout.std, dtype=np.float32)
 
@@ -336,9 +335,8 @@ class RetinaFaceDetector:
                 # INTER_AREA averages source pixels when shrinking: no aliasing on fine textures.
                 frame = cv2.resize(frame, (net_w, net_h), interpolation=cv2.INTER_AREA)
             planes = cv2.split(frame)
-            for channel, source in enumerate(channel_order):
+            for channel, (source, mean) in enumerate(zip(channel_order, self._layout.mean, strict=True)):
                 # OpenCV takes a scalar second operand; its type stubs list only arrays.
-                mean = float(self._mean[channel])
                 cv2.subtract(planes[source], mean, dst=batch[index, channel], dtype=cv2.CV_32F)  # type: ignore[call-overload]
         if self._std is not None:
             batch /= self._std.reshape(1, 3, 1, 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import queue
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -224,14 +225,17 @@ def _frame_range(request: detector_pb2.DetectVideoRequest, frame_count: int) -> 
 
 @contextlib.contextmanager
 def _decoding(target: Callable[..., None], args: tuple[Any, ...], out: queue.Queue[Any]) -> Iterator[Iterator[Any]]:
-    """Run a decoder thread that puts items, then an exception or None, into `out`; yields the items.
-    On exit the thread is stopped (and unblocked if it waits on a full queue)."""
+    """Run a decoder thread that puts items, then an exception or None, into `out`; yields the items,
+    returning freed frame buffers to the OS every RELEASE_MEMORY_EVERY of them. On exit the thread is
+    stopped (and unblocked if it waits on a full queue)."""
     stop = threading.Event()
     decoder = threading.Thread(target=target, args=(*args, stop), name="decode", daemon=True)
     decoder.start()
 
     def items() -> Iterator[Any]:
-        while True:
+        for count in itertools.count():
+            if count % RELEASE_MEMORY_EVERY == 0:
+                release_freed_memory()
             item = out.get()
             if item is None:
                 return
@@ -299,9 +303,7 @@ def _strided_frames(
     """Every stride-th frame, detected in batches while the next ones decode."""
     batches: queue.Queue[list[_Decoded] | BaseException | None] = queue.Queue(PREFETCH_BATCHES)
     with _decoding(_decode_batches, (uri, start, end, stride, batch, camera_motion, batches), batches) as items:
-        for count, item in enumerate(items):
-            if count % RELEASE_MEMORY_EVERY == 0:
-                release_freed_memory()
+        for item in items:
             results = detect([frame for _, frame, _, _ in item], False)
             for (index, frame, cut, motion), detections in zip(item, results, strict=True):
                 yield index, frame, detections, cut, motion
@@ -323,9 +325,7 @@ def _adaptive_frames(
     sampler = AdaptiveSampler(detect, cuts.compare, cuts.settings.max_correlation, settings)
     motion = CameraMotionEstimator() if camera_motion else None
     with _decoding(_decode_chunks, decode, chunks) as items:
-        for count, chunk in enumerate(items):
-            if count % RELEASE_MEMORY_EVERY == 0:
-                release_freed_memory()
+        for chunk in items:
             for p in sampler.process(chunk):
                 affine = None
                 if motion is not None:
